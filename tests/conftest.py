@@ -1,0 +1,34 @@
+"""Fixtures shared by every tier: where the repo's runtime files are, and loading them as modules."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from types import ModuleType
+from unittest import mock
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FILES = REPO / "files"
+
+
+def load_module(path: Path, env: dict[str, str] | None = None) -> ModuleType:
+    """Import a standalone file as a module under a controlled environment (the conf resolves itself on import)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    with mock.patch.dict(os.environ, env or {}, clear=True):
+        spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def conf() -> ModuleType:
+    return load_module(FILES / "gunicorn_conf.py")
+
+
+@pytest.fixture(scope="session")
+def start() -> ModuleType:
+    return load_module(FILES / "start.py")

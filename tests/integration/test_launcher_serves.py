@@ -1,0 +1,149 @@
+"""The launcher + runtime config + Gunicorn + Meinheld, started for real on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FILES, REPO
+from tests.integration.runtime_venv import runtime_python
+
+HELLO = "Hello World from Flask"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of pid, read from /proc (what Gunicorn's workers are)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def get(url: str, deadline: float) -> tuple[int, str]:
+    """GET url, retrying until the server listens or the deadline passes."""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, response.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+class Service:
+    """One launcher run: the process (which becomes Gunicorn's master) and its port."""
+
+    def __init__(self, python: Path, env: dict[str, str], prefix: tuple[str, ...] = ()) -> None:
+        self.port = free_port()
+        full_env = {"PATH": os.environ["PATH"], "HOST": "127.0.0.1", "PORT": str(self.port), **env}
+        self.process = subprocess.Popen(
+            [*prefix, str(python), str(FILES / "start.py")],
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def wait_for_workers(self, count: int, timeout: float = 20) -> list[int]:
+        deadline = time.monotonic() + timeout
+        while len(workers := children(self.process.pid)) != count and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return workers
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        _, stderr = self.process.communicate(timeout=30)
+        return stderr
+
+
+@pytest.fixture
+def launch() -> Iterator:
+    started: list[Service] = []
+
+    def _launch(env: dict[str, str], prefix: tuple[str, ...] = ()) -> Service:
+        service = Service(runtime_python(), env, prefix)
+        started.append(service)
+        return service
+
+    yield _launch
+    for service in started:
+        service.stop()
+
+
+def test_example_app_served_by_meinheld_workers(launch) -> None:
+    service = launch({"APP_DIR": str(REPO / "example_app"), "WEB_CONCURRENCY": "2"})
+    status, body = get(service.url, time.monotonic() + 30)
+    assert (status, body) == (200, HELLO)
+    assert len(service.wait_for_workers(2)) == 2
+    cmdline = Path(f"/proc/{service.process.pid}/cmdline").read_bytes().split(b"\0")
+    assert b"gunicorn" in cmdline  # the launcher exec'd Gunicorn in place: same PID, the unit's main process
+    stderr = service.stop()
+    assert "Using worker: egg:meinheld#gunicorn_worker" in stderr
+    assert '"workers": 2' in stderr  # the resolved settings reach the log
+
+
+def test_workers_follow_affinity(launch) -> None:
+    service = launch({"APP_DIR": str(REPO / "example_app"), "WORKERS_PER_CORE": "3"}, ("taskset", "-c", "0"))
+    assert get(service.url, time.monotonic() + 30)[0] == 200
+    assert len(service.wait_for_workers(3)) == 3
+
+
+def test_prestart_export_reaches_the_app(launch, tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text(
+        "import os\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [os.environ['GREETING'].encode()]\n"
+    )
+    (tmp_path / "prestart.sh").write_text("export GREETING='set by prestart'\n")
+    service = launch({"APP_DIR": str(tmp_path), "WEB_CONCURRENCY": "1"})
+    assert get(service.url, time.monotonic() + 30) == (200, "set by prestart")
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"WORKERS_PER_CORE": "abc"}, "gunicorn_conf: WORKERS_PER_CORE='abc' is invalid"),
+        ({"LOG_LEVEL": "loud"}, "gunicorn_conf: LOG_LEVEL='loud' is invalid"),
+        ({"PORT": "99999"}, "gunicorn_conf: PORT='99999' is invalid"),
+        ({"APP_MODULE": "missing_module:app"}, "start: APP_MODULE='missing_module:app' does not import"),
+    ],
+)
+def test_bad_value_stops_the_start_with_one_line(launch, env: dict[str, str], line: str) -> None:
+    service = launch({"APP_DIR": str(REPO / "example_app"), **env})
+    assert service.process.wait(timeout=30) == 2
+    messages = [text for text in service.stop().splitlines() if not text.startswith("start: exec ")]
+    assert messages == [messages[0]]
+    assert messages[0].startswith(line)
+
+
+def test_runtime_python_is_not_the_test_runner() -> None:
+    """The stack runs in its own venv, as on a host; the tooling venv must not leak into it."""
+    assert runtime_python() != Path(sys.executable)

@@ -1,0 +1,242 @@
+"""files/gunicorn_conf.py: every variable's default and override, precedence, sizing, cgroup quotas, bad values."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import FILES
+
+CONF = FILES / "gunicorn_conf.py"
+
+
+def run_conf(env: dict[str, str], *prefix: str) -> subprocess.CompletedProcess[str]:
+    """Run the conf as a script the way an operator would, with only the given variables set."""
+    clean = {"PATH": os.environ["PATH"], **env}
+    return subprocess.run([*prefix, sys.executable, str(CONF)], env=clean, capture_output=True, text=True, check=False)
+
+
+def test_defaults_match_the_image(conf: ModuleType) -> None:
+    settings = conf.resolve({}, cores=2)
+    assert settings == {
+        "workers": 4,
+        "cores": 2,
+        "workers_per_core": 2.0,
+        "web_concurrency": None,
+        "max_workers": None,
+        "bind": "0.0.0.0:80",
+        "host": "0.0.0.0",
+        "port": 80,
+        "loglevel": "info",
+        "timeout": 120,
+        "graceful_timeout": 120,
+        "keepalive": 5,
+        "accesslog": "-",
+        "errorlog": "-",
+        "control_socket": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("env", "key", "expected"),
+    [
+        ({"WORKERS_PER_CORE": "3"}, "workers", 6),
+        ({"WORKERS_PER_CORE": "3"}, "workers_per_core", 3.0),
+        ({"WEB_CONCURRENCY": "7"}, "workers", 7),
+        ({"HOST": "127.0.0.1"}, "bind", "127.0.0.1:80"),
+        ({"PORT": "8080"}, "bind", "0.0.0.0:8080"),
+        ({"PORT": "8080"}, "port", 8080),
+        ({"HOST": "::"}, "bind", "[::]:80"),
+        ({"BIND": "unix:/run/app.sock"}, "bind", "unix:/run/app.sock"),
+        ({"LOG_LEVEL": "warning"}, "loglevel", "warning"),
+        ({"LOG_LEVEL": "DEBUG"}, "loglevel", "debug"),
+        ({"MAX_WORKERS": "3"}, "workers", 3),
+        ({"TIMEOUT": "30"}, "timeout", 30),
+        ({"TIMEOUT": "0"}, "timeout", 0),
+        ({"GRACEFUL_TIMEOUT": "10"}, "graceful_timeout", 10),
+        ({"KEEP_ALIVE": "2"}, "keepalive", 2),
+        ({"ACCESS_LOG": "off"}, "accesslog", None),
+        ({"ACCESS_LOG": "/var/log/app/access.log"}, "accesslog", "/var/log/app/access.log"),
+        ({"ERROR_LOG": "/var/log/app/error.log"}, "errorlog", "/var/log/app/error.log"),
+        ({"RUNTIME_DIRECTORY": "/run/gunicorn-demo"}, "control_socket", "/run/gunicorn-demo/gunicorn.ctl"),
+        ({"RUNTIME_DIRECTORY": "/run/a:/run/b"}, "control_socket", "/run/a/gunicorn.ctl"),
+        ({"RUNTIME_DIRECTORY": "/run/a", "CONTROL_SOCKET": "off"}, "control_socket", None),
+        ({"CONTROL_SOCKET": "/run/x/ctl.sock"}, "control_socket", "/run/x/ctl.sock"),
+        ({"WEB_CONCURRENCY": ""}, "workers", 4),  # `NAME=` in an env file means unset
+        ({"WORKERS_PER_CORE": " "}, "workers", 4),
+    ],
+)
+def test_override(conf: ModuleType, env: dict[str, str], key: str, expected: object) -> None:
+    assert conf.resolve(env, cores=2)[key] == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "expected_bind"),
+    [
+        ({"BIND": "127.0.0.1:9000", "HOST": "10.0.0.1", "PORT": "81"}, "127.0.0.1:9000"),
+        ({"HOST": "10.0.0.1", "PORT": "81"}, "10.0.0.1:81"),
+        ({"BIND": "[::1]:9000", "PORT": "81"}, "[::1]:9000"),
+    ],
+)
+def test_bind_wins_over_host_and_port(conf: ModuleType, env: dict[str, str], expected_bind: str) -> None:
+    assert conf.resolve(env, cores=1)["bind"] == expected_bind
+
+
+@pytest.mark.parametrize(
+    ("env", "cores", "workers"),
+    [
+        ({"WEB_CONCURRENCY": "3", "WORKERS_PER_CORE": "10"}, 4, 3),
+        ({"WEB_CONCURRENCY": "9", "MAX_WORKERS": "2"}, 4, 9),  # a fixed count is not capped
+        ({"WORKERS_PER_CORE": "0.5"}, 8, 4),
+        ({"WORKERS_PER_CORE": "1.5"}, 3, 4),
+        ({"WORKERS_PER_CORE": "0.5"}, 1, 1),  # never 0
+        ({"WORKERS_PER_CORE": "0.01"}, 2, 1),
+        ({"WORKERS_PER_CORE": "4", "MAX_WORKERS": "6"}, 16, 6),
+        ({"WORKERS_PER_CORE": "4", "MAX_WORKERS": "100"}, 2, 8),
+        ({}, 16, 32),
+    ],
+)
+def test_worker_count(conf: ModuleType, env: dict[str, str], cores: int, workers: int) -> None:
+    assert conf.resolve(env, cores=cores)["workers"] == workers
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WORKERS_PER_CORE", "abc"),
+        ("WORKERS_PER_CORE", "0"),
+        ("WORKERS_PER_CORE", "-1"),
+        ("WORKERS_PER_CORE", "nan"),
+        ("WORKERS_PER_CORE", "inf"),
+        ("WEB_CONCURRENCY", "0"),
+        ("WEB_CONCURRENCY", "-2"),
+        ("WEB_CONCURRENCY", "two"),
+        ("WEB_CONCURRENCY", "1.5"),
+        ("MAX_WORKERS", "0"),
+        ("PORT", "0"),
+        ("PORT", "99999"),
+        ("PORT", "http"),
+        ("BIND", "0.0.0.0:99999"),
+        ("BIND", "0.0.0.0:http"),
+        ("LOG_LEVEL", "loud"),
+        ("TIMEOUT", "-1"),
+        ("GRACEFUL_TIMEOUT", "soon"),
+        ("KEEP_ALIVE", "-5"),
+    ],
+)
+def test_bad_value_names_variable_and_value(conf: ModuleType, name: str, value: str) -> None:
+    with pytest.raises(conf.ConfigError) as raised:
+        conf.resolve({name: value}, cores=2)
+    assert str(raised.value).startswith(f"{name}={value!r} is invalid")
+
+
+def test_script_prints_one_json_line() -> None:
+    result = run_conf({"WEB_CONCURRENCY": "3", "PORT": "8080", "LOG_LEVEL": "error"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    settings = json.loads(lines[0])
+    assert {"workers", "cores", "workers_per_core", "bind", "host", "port", "loglevel"} <= settings.keys()
+    assert (settings["workers"], settings["bind"], settings["loglevel"]) == (3, "0.0.0.0:8080", "error")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("WORKERS_PER_CORE", "abc"), ("WORKERS_PER_CORE", "-1"), ("WEB_CONCURRENCY", "0"), ("PORT", "99999")],
+)
+def test_script_rejects_bad_value_with_one_line(name: str, value: str) -> None:
+    result = run_conf({name: value})
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert f"{name}={value!r}" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is part of every Debian install")
+@pytest.mark.parametrize(("cpus", "cores"), [("0", 1), ("0,1", 2)])
+def test_affinity_bounds_cores(cpus: str, cores: int) -> None:
+    if cores > len(os.sched_getaffinity(0)):
+        pytest.skip(f"this machine has fewer than {cores} CPUs")
+    result = run_conf({"WORKERS_PER_CORE": "2"}, "taskset", "-c", cpus)
+    settings = json.loads(result.stdout)
+    assert (settings["cores"], settings["workers"]) == (cores, 2 * cores)
+
+
+def _cgroup_tree(tmp_path: Path, proc_lines: list[str], files: dict[str, str]) -> tuple[Path, Path]:
+    """Write a fake /sys/fs/cgroup and /proc/self/cgroup; files maps a path under the root to its content."""
+    root = tmp_path / "cgroup"
+    for relative, content in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(content + "\n")
+    proc = tmp_path / "proc-self-cgroup"
+    proc.write_text("\n".join(proc_lines) + "\n")
+    return root, proc
+
+
+V2 = ["0::/system.slice/gunicorn@demo.service"]
+V1 = ["4:memory:/system.slice/x.service", "2:cpu,cpuacct:/system.slice/x.service", "0::/system.slice/x.service"]
+
+
+@pytest.mark.parametrize(
+    ("proc_lines", "files", "limit"),
+    [
+        (V2, {"system.slice/gunicorn@demo.service/cpu.max": "150000 100000"}, 1.5),
+        (V2, {"system.slice/gunicorn@demo.service/cpu.max": "max 100000"}, None),
+        (V2, {}, None),
+        (
+            V2,
+            {"system.slice/gunicorn@demo.service/cpu.max": "max 100000", "system.slice/cpu.max": "50000 100000"},
+            0.5,
+        ),
+        (["0::/"], {"cpu.max": "200000 100000"}, 2.0),  # inside a cgroup namespace: the container's own limit
+        (
+            V1,
+            {
+                "cpu,cpuacct/system.slice/x.service/cpu.cfs_quota_us": "250000",
+                "cpu,cpuacct/system.slice/x.service/cpu.cfs_period_us": "100000",
+            },
+            2.5,
+        ),
+        (
+            V1,
+            {
+                "cpu,cpuacct/system.slice/x.service/cpu.cfs_quota_us": "-1",
+                "cpu,cpuacct/system.slice/x.service/cpu.cfs_period_us": "100000",
+            },
+            None,
+        ),
+        (["1:cpu:/a"], {"cpu/cpu.cfs_quota_us": "50000", "cpu/cpu.cfs_period_us": "100000"}, 0.5),
+    ],
+)
+def test_cgroup_cpu_limit(
+    conf: ModuleType, tmp_path: Path, proc_lines: list[str], files: dict[str, str], limit: float | None
+) -> None:
+    root, proc = _cgroup_tree(tmp_path, proc_lines, files)
+    assert conf.cgroup_cpu_limit(root, proc) == limit
+
+
+def test_cgroup_limit_without_proc_file(conf: ModuleType, tmp_path: Path) -> None:
+    assert conf.cgroup_cpu_limit(tmp_path, tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize(
+    ("affinity", "limit", "cores"),
+    [(8, 1.5, 2), (2, None, 2), (4, 0.2, 1), (2, 16.0, 2), (1, None, 1)],
+)
+def test_usable_cores(conf: ModuleType, affinity: int, limit: float | None, cores: int) -> None:
+    assert conf.usable_cores(lambda: affinity, lambda: limit) == cores
+
+
+def test_gunicorn_reads_module_names(conf: ModuleType) -> None:
+    """The names Gunicorn looks for exist at module level with the resolved values."""
+    assert conf.workers == conf.settings["workers"]
+    assert conf.bind == [conf.settings["bind"]]
+    assert conf.loglevel == "info"
+    assert conf.control_socket_disable is True
