@@ -1,0 +1,43 @@
+"""SSH into lab VMs: the options every caller (the lab, Ansible, tests) must agree on."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+# Every VM of an image shares its host keys and ports are reused across VMs, so known_hosts would only ever hold
+# stale entries: the lab's VMs are reached on loopback only and are not checked.
+COMMON_OPTIONS = (
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "IdentitiesOnly=yes",
+)
+
+
+def command(key: Path, port: int, remote: list[str], connect_timeout: int = 10) -> list[str]:
+    """``ssh`` as root to 127.0.0.1:port with the lab key, never prompting."""
+    return [
+        "ssh",
+        "-i",
+        str(key),
+        "-p",
+        str(port),
+        *COMMON_OPTIONS,
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"ConnectTimeout={connect_timeout}",
+        "root@127.0.0.1",
+        "--",
+        *remote,
+    ]
+
+
+def run(key: Path, port: int, remote: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a command in the guest and capture its output (no exception on a non-zero exit)."""
+    return subprocess.run(command(key, port, remote), capture_output=True, text=True, timeout=timeout, check=False)
