@@ -1,0 +1,303 @@
+"""Filters of the app role: normalise the operator's app list and name every invalid input before the host is touched.
+
+They run on the controller, so the checks of a local source directory see the controller's file system. The runtime
+variables are checked with the same rules gunicorn_conf.py applies at start, so a value the service would refuse is
+refused here first, while the previous version is still serving.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+# systemd instance names allow more, user names allow less: this is what both accept (useradd's limit is 32).
+NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+SOURCES = ("local", "git", "pip")
+STATES = ("present", "absent")
+DEFAULT_PORT = 80  # gunicorn_conf.py's default; used only to detect two apps on one port
+# Variables the unit sets itself; an env file must not move the app away from its directory.
+RESERVED_ENV = ("APP_DIR", "RUNTIME_DIRECTORY")
+# Variables that name a file the launcher resolves relative to the app directory.
+PATH_ENV = ("GUNICORN_CONF", "PRE_START_PATH")
+FLOAT_RE = re.compile(r"^\s*(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+def _text(value: Any) -> str:
+    """Render an env value the way the env file will carry it (YAML true -> "true", 2 -> "2")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _int(raw: str) -> int | None:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        return None
+
+
+def _bind_port(bind: str) -> int | None:
+    """The TCP port a BIND value names, or None (unix socket, fd, or no port given)."""
+    if bind.startswith(("unix:", "fd://")):
+        return None
+    _, sep, port = bind.rpartition(":")
+    if not sep or port.endswith("]"):
+        return DEFAULT_PORT
+    return _int(port)
+
+
+def app_effective_port(app: Mapping[str, Any]) -> int | None:
+    """Port the app will listen on: its `port`, else env PORT, else BIND's port, else the runtime default."""
+    env = {**(app.get("env") or {}), **(app.get("secret_env") or {})}
+    if app.get("port") is not None:
+        return _int(str(app["port"]))
+    if str(env.get("BIND", "")).strip():
+        return _bind_port(str(env["BIND"]).strip())
+    if str(env.get("PORT", "")).strip():
+        return _int(str(env["PORT"]))
+    return DEFAULT_PORT
+
+
+def app_health_url(app: Mapping[str, Any]) -> str | None:
+    """URL the health check fetches on the host itself, or None when the app listens on a unix socket."""
+    port = app_effective_port(app)
+    if port is None:
+        return None
+    host = str(app["env"].get("HOST", "")).strip()
+    bind = str(app["env"].get("BIND", "")).strip()
+    if bind:
+        host = bind.rpartition(":")[0] if ":" in bind else bind
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}{app.get('health_path') or '/'}"
+
+
+def app_normalize(apps: list[Mapping[str, Any]], base_dir: str = ".") -> list[dict[str, Any]]:
+    """Fill every optional field, so tasks and templates never need a default() of their own."""
+    result = []
+    for app in apps or []:
+        env = {str(key): _text(value) for key, value in (app.get("env") or {}).items()}
+        secret_env = {str(key): _text(value) for key, value in (app.get("secret_env") or {}).items()}
+        if app.get("port") is not None:
+            env["PORT"] = _text(app["port"])
+        path = app.get("path")
+        normal = {
+            "name": app.get("name"),
+            "state": app.get("state") or "present",
+            "source": app.get("source") or ("local" if path else "git" if app.get("repo") else "pip"),
+            "path": os.path.normpath(os.path.join(base_dir, path)) if path else None,
+            "repo": app.get("repo"),
+            "version": app.get("version") or "HEAD",
+            "requirement": app.get("requirement"),
+            "port": app.get("port"),
+            "env": env,
+            "secret_env": secret_env,
+            "health_path": app.get("health_path") or "/",
+            "health_status": int(app.get("health_status") or 200),
+        }
+        normal["health_url"] = app_health_url({**normal, "env": {**env, **secret_env}})
+        result.append(normal)
+    return result
+
+
+def _env_errors(where: str, env: Mapping[str, Any], app: Mapping[str, Any]) -> list[str]:
+    """Apply gunicorn_conf.py's rules to the variables the operator set; name the variable and its value."""
+    errors = []
+    for key, value in env.items():
+        text = _text(value)
+        label = f"{where}.{key}={text!r}"
+        if not ENV_KEY_RE.match(str(key)):
+            errors.append(f"{where} key {key!r} is invalid: expected letters, digits and _ (not starting with a digit)")
+        elif "\n" in text or "\r" in text or "\0" in text:
+            errors.append(f"{where}.{key} is invalid: a value must be one line")
+        elif key in RESERVED_ENV:
+            errors.append(f"{label} is invalid: the unit sets {key} itself")
+        elif key == "WORKERS_PER_CORE":
+            number = float(text) if FLOAT_RE.match(text) else math.nan
+            if not (math.isfinite(number) and number > 0):
+                errors.append(f"{label} is invalid: expected a number greater than 0")
+        elif key in ("WEB_CONCURRENCY", "MAX_WORKERS"):
+            number = _int(text)
+            if number is None or number <= 0:
+                errors.append(f"{label} is invalid: expected a whole number greater than 0")
+        elif key in ("TIMEOUT", "GRACEFUL_TIMEOUT", "KEEP_ALIVE"):
+            number = _int(text)
+            if number is None or number < 0:
+                errors.append(f"{label} is invalid: expected a whole number >= 0")
+        elif key == "PORT":
+            number = _int(text)
+            if number is None or not 1 <= number <= 65535:
+                errors.append(f"{label} is invalid: expected a port number from 1 to 65535")
+        elif key == "BIND" and not text.startswith(("unix:", "fd://")):
+            port = _bind_port(text)
+            if port is None or not 1 <= port <= 65535:
+                errors.append(f"{label} is invalid: expected HOST:PORT, unix:PATH or fd://N with a port 1-65535")
+        elif key == "LOG_LEVEL" and text.strip().lower() not in LOG_LEVELS:
+            errors.append(f"{label} is invalid: expected one of {', '.join(LOG_LEVELS)}")
+        elif key in PATH_ENV and (os.path.isabs(text) or ".." in text.split("/")):
+            errors.append(
+                f"{label} is invalid: the path is outside the app directory (give it relative to the app dir)"
+            )
+    if app.get("port") is not None and "PORT" in env and _int(_text(env["PORT"])) != _int(str(app["port"])):
+        errors.append(f"{where}.PORT={_text(env['PORT'])!r} contradicts port={app['port']!r}: set one of them")
+    return errors
+
+
+def _source_errors(where: str, app: Mapping[str, Any], base_dir: str) -> list[str]:
+    source = app.get("source") or ("local" if app.get("path") else "git" if app.get("repo") else "pip")
+    if source not in SOURCES:
+        return [f"{where}.source={source!r} is invalid: expected one of {', '.join(SOURCES)}"]
+    if source == "local":
+        path = app.get("path")
+        if not path:
+            return [f"{where}.path is missing: a local source needs the app directory on the controller"]
+        full = os.path.normpath(os.path.join(base_dir, str(path)))
+        if not os.path.isdir(full):
+            return [f"{where}.path={path!r} is invalid: {full} is not a directory on the controller"]
+    if source == "git" and not app.get("repo"):
+        return [f"{where}.repo is missing: a git source needs the repository URL"]
+    if source == "pip":
+        if not app.get("requirement"):
+            return [f"{where}.requirement is missing: a pip source needs a requirement such as 'mypkg==1.0'"]
+        env = app.get("env") or {}
+        if not (env.get("APP_MODULE") or env.get("MODULE_NAME")):
+            return [f"{where}.env.APP_MODULE is missing: a pip-installed app has no main.py to find"]
+    return []
+
+
+def app_input_errors(
+    apps: Any,
+    apps_root: str = "/srv",
+    accounts: Mapping[str, list[str]] | None = None,
+    listeners: list[Mapping[str, Any]] | None = None,
+    base_dir: str = ".",
+) -> list[str]:
+    """Return one line per invalid input (empty when the list can be applied); nothing here touches the host.
+
+    accounts: getent passwd as Ansible returns it (name -> [password, uid, gid, gecos, home, shell]).
+    listeners: the gunicorn_listeners module's list ({port, units}) of TCP ports in LISTEN state on the host.
+    """
+    if not isinstance(apps, list):
+        return [f"app_list={apps!r} is invalid: expected a list of apps"]
+    errors: list[str] = []
+    names: dict[str, int] = {}
+    ports: dict[int, str] = {}
+    # A port held by an app this same run removes is free once the removal ran (removals run first).
+    leaving = {
+        f"gunicorn@{app.get('name')}.service"
+        for app in apps
+        if isinstance(app, Mapping) and app.get("state") == "absent"
+    }
+    for index, app in enumerate(apps):
+        where = f"app_list[{index}]"
+        if not isinstance(app, Mapping):
+            errors.append(f"{where}={app!r} is invalid: expected a mapping with at least a name")
+            continue
+        name = app.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            errors.append(
+                f"{where}.name={name!r} is invalid: expected a valid unit instance and user name "
+                "(lower-case letters, digits, _ and -, starting with a letter or _, at most 32 characters)"
+            )
+            continue
+        where = f"app_list[{index}] ({name})"
+        if name in names:
+            errors.append(f"{where}.name={name!r} is a duplicate of app_list[{names[name]}]")
+            continue
+        names[name] = index
+        state = app.get("state") or "present"
+        if state not in STATES:
+            errors.append(f"{where}.state={state!r} is invalid: expected present or absent")
+            continue
+        account = (accounts or {}).get(name)
+        home = os.path.join(apps_root, name)
+        if account is not None and (len(account) < 5 or account[4] != home):
+            errors.append(
+                f"{where}.name={name!r} collides with the existing account {name!r} (home {account[4]!r}, "
+                f"not {home!r}): choose another name"
+            )
+        if state == "absent":
+            continue
+        errors += _source_errors(where, app, base_dir)
+        env = app.get("env") or {}
+        secret_env = app.get("secret_env") or {}
+        for label, mapping in (("env", env), ("secret_env", secret_env)):
+            if not isinstance(mapping, Mapping):
+                errors.append(f"{where}.{label}={mapping!r} is invalid: expected a mapping of variables")
+        if not isinstance(env, Mapping) or not isinstance(secret_env, Mapping):
+            continue
+        errors += _env_errors(f"{where}.env", env, app) + _env_errors(f"{where}.secret_env", secret_env, app)
+        if app.get("port") is not None:
+            port = _int(str(app["port"]))
+            if port is None or not 1 <= port <= 65535:
+                errors.append(f"{where}.port={app['port']!r} is invalid: expected a port number from 1 to 65535")
+                continue
+        port = app_effective_port(app)
+        if port is None:
+            continue
+        if port in ports:
+            errors.append(f"{where} port {port} is already used by app {ports[port]!r}: give each app its own port")
+            continue
+        ports[port] = name
+        allowed = {f"gunicorn@{name}.service", *leaving}
+        for listener in listeners or []:
+            if listener.get("port") != port:
+                continue
+            others = sorted(set(listener.get("units") or ["an unknown process"]) - allowed)
+            if others:
+                errors.append(f"{where} port {port} is held by {', '.join(others)} on the host: choose another port")
+                break
+    return errors
+
+
+def app_local_files(apps: list[Mapping[str, Any]], excludes: list[str]) -> dict[str, list[dict[str, str]]]:
+    """List what the local sources hold on the controller: {"dirs": [...], "files": [...]}, each item {name, rel, src}.
+
+    Excluded names (bytecode, VCS and venv directories) never reach the host, so the controller's own caches neither
+    change the host nor trigger reloads.
+    """
+    dirs: list[dict[str, str]] = []
+    files: list[dict[str, str]] = []
+
+    def skipped(name: str) -> bool:
+        return any(fnmatch.fnmatch(name, pattern) for pattern in excludes)
+
+    for app in apps:
+        if app.get("source") != "local" or app.get("state") != "present":
+            continue
+        root = app["path"]
+        for current, subdirs, names in os.walk(root):
+            subdirs[:] = sorted(d for d in subdirs if not skipped(d))
+            rel_dir = os.path.relpath(current, root)
+            if rel_dir != ".":
+                dirs.append({"name": app["name"], "rel": rel_dir, "src": current})
+            for file_name in sorted(names):
+                if not skipped(file_name):
+                    rel = os.path.normpath(os.path.join(rel_dir, file_name))
+                    files.append({"name": app["name"], "rel": rel, "src": os.path.join(current, file_name)})
+    return {"dirs": dirs, "files": files}
+
+
+def app_local_dest(item: Mapping[str, str], apps_root: str) -> str:
+    """Where a file of app_local_files lands on the host."""
+    return os.path.join(apps_root, item["name"], "app", item["rel"])
+
+
+class FilterModule:
+    """Expose the filters to the app role's tasks."""
+
+    def filters(self) -> dict[str, Any]:
+        """Map filter names to functions."""
+        return {
+            "app_normalize": app_normalize,
+            "app_input_errors": app_input_errors,
+            "app_effective_port": app_effective_port,
+            "app_local_files": app_local_files,
+            "app_local_dest": app_local_dest,
+        }
