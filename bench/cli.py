@@ -1,0 +1,123 @@
+"""Command line of the benchmark.
+
+- `python -m bench venvs`: build (or reuse) the stacks' venvs under .cache/bench/
+- `python -m bench run [--smoke] [...]`: throughput per core + scaling; writes results.json, .md, throughput.png
+- `python -m bench provision`: provisioning times on a lab VM, added to results.json / results.md
+- `python -m bench render`: rewrite results.md and throughput.png from results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bench import paths, report, runner, stacks, venvs
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("venvs", help="build the venvs the stacks run from")
+    run = sub.add_parser("run", help="measure throughput per core and scaling")
+    run.add_argument("--smoke", action="store_true", help="a few seconds per stack: proves the harness, ranks nothing")
+    run.add_argument(
+        "--only", help="comma-separated stack keys (default: all): " + ", ".join(s.key for s in stacks.PER_CORE)
+    )
+    run.add_argument("--duration", type=int, help="seconds per measured run")
+    run.add_argument("--warmup", type=int, help="seconds of warm-up per stack and mode")
+    run.add_argument("--rounds", type=int, help="interleaved rounds")
+    run.add_argument("--connections", type=int, help="wrk connections")
+    run.add_argument("--no-scaling", action="store_true", help="skip the scaling runs")
+    run.add_argument("--out", type=Path, default=paths.RESULTS, help="results directory (default bench/results)")
+    prov = sub.add_parser("provision", help="fresh converge, idempotent rerun, code-only deploy, image boot times")
+    prov.add_argument("--out", type=Path, default=paths.RESULTS)
+    render = sub.add_parser("render", help="rewrite results.md and the chart from results.json")
+    render.add_argument("--out", type=Path, default=paths.RESULTS)
+    return p
+
+
+def _plan(args: argparse.Namespace) -> runner.Plan:
+    plan = runner.Plan.smoke() if args.smoke else runner.Plan()
+    changes = {
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "rounds": args.rounds,
+        "connections": args.connections,
+    }
+    return replace(plan, **{k: v for k, v in changes.items() if v is not None})
+
+
+def build_venvs(names: set[str]) -> dict[str, Path]:
+    """Build the venvs the chosen stacks need, plus peers (the chart's matplotlib)."""
+    return {name: venvs.ensure(name) for name in sorted(names | {"peers"})}
+
+
+def write(results: dict[str, Any], out: Path, peers_python: Path | None) -> None:
+    """results.json, results.md and (with the bench venv) throughput.png in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_json(results, out / "results.json")
+    chart = None
+    if peers_python is not None:
+        argv = [str(peers_python), "-m", "bench.chart", str(out / "results.json"), str(out / "throughput.png")]
+        subprocess.run(argv, cwd=paths.REPO, check=True)
+        chart = "throughput.png"
+    (out / "results.md").write_text(report.markdown(results, chart))
+
+
+def _run(args: argparse.Namespace) -> None:
+    chosen = stacks.by_key(args.only.split(",") if args.only else None)
+    pythons = build_venvs({s.venv for s in chosen if s.venv} | {"suite"})
+    rundir = paths.CACHE / ("run-smoke" if args.smoke else "run")
+    results = runner.run(_plan(args), chosen, pythons, rundir, scaling=not args.no_scaling)
+    results["venvs"] = {name: venvs.describe(python) for name, python in pythons.items()}
+    results["smoke"] = bool(args.smoke)
+    build = results["venvs"].get("suite", {}).get("meinheld_build", "")
+    if not build.startswith("patched"):  # never let the table call a stock build "patched"
+        for row in results["rows"]:
+            if row["stack"] == stacks.SUITE:
+                row["label"] = "suite: Gunicorn + Meinheld (STOCK: patched build not available)"
+    previous = args.out / "results.json"
+    if previous.exists() and not args.smoke:
+        results.setdefault("provision", json.loads(previous.read_text()).get("provision"))
+    shutil.copytree(rundir / "logs", args.out / "raw", dirs_exist_ok=True)
+    write(results, args.out, pythons["peers"])
+    runner.log(f"wrote {args.out}/results.md, results.json, throughput.png in {results['elapsed_s']:.0f} s")
+
+
+def _provision(args: argparse.Namespace) -> None:
+    from bench import provision  # the lab is imported only when provisioning is asked for
+
+    outcome = provision.run()
+    target = args.out / "results.json"
+    if not target.exists():
+        print(json.dumps(outcome, indent=1))
+        return
+    results = json.loads(target.read_text())
+    results["provision"] = outcome
+    write(results, args.out, None)
+    (args.out / "results.md").write_text(report.markdown(results, "throughput.png"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Dispatch the subcommand."""
+    args = _parser().parse_args(argv)
+    if args.command == "venvs":
+        for name, python in build_venvs(set(venvs.VENVS)).items():
+            print(f"{name}: {python} {json.dumps(venvs.describe(python))}")
+    elif args.command == "run":
+        _run(args)
+    elif args.command == "provision":
+        _provision(args)
+    elif args.command == "render":
+        results = json.loads((args.out / "results.json").read_text())
+        write(results, args.out, venvs.ensure("peers"))
+    else:  # pragma: no cover - argparse rejects unknown commands
+        sys.exit(2)

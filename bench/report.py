@@ -1,0 +1,197 @@
+"""Write the results: results.json (everything, rounds included), results.md (the tables people read).
+
+The chart is chart.py's job (it needs matplotlib, which lives in the bench venv, not in the tooling venv).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bench.stacks import BASELINE, STOCK, SUITE
+
+TARGET_SUITE_OVER_BASELINE = 1.3
+TARGET_PATCHED_OVER_STOCK = 1.0
+# Other work on the server's CPU above this share of it makes a figure suspect; the report flags it.
+NOISY_OTHER_CPU = 0.10
+MODE_TITLES = {"keep-alive": "keep-alive", "close": "`Connection: close` (a new TCP connection per request)"}
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    """The full document, stable key order, so two runs diff cleanly."""
+    path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+def _num(value: float | None, fmt: str, scale: float = 1.0) -> str:
+    return "n/a" if value is None else format(value * scale, fmt)
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def find(rows: Iterable[dict[str, Any]], section: str, stack: str, mode: str) -> dict[str, Any] | None:
+    """The row of a stack in a section and mode, if it was measured."""
+    return next((r for r in rows if r["section"] == section and r["stack"] == stack and r["mode"] == mode), None)
+
+
+def _rps(row: dict[str, Any] | None, field: str = "requests_per_s") -> float | None:
+    return ((row or {}).get("summary") or {}).get(field)
+
+
+def targets(rows: list[dict[str, Any]], modes: Iterable[str]) -> list[dict[str, Any]]:
+    """The issue's two speed targets per connection mode, each with its measured ratio and whether it was met."""
+    checks = []
+    for mode in modes:
+        suite = find(rows, "per_core", SUITE, mode)
+        for name, other, threshold in (
+            ("patched Meinheld >= stock Meinheld", STOCK, TARGET_PATCHED_OVER_STOCK),
+            ("suite >= 1.3x uWSGI+nginx per core", BASELINE, TARGET_SUITE_OVER_BASELINE),
+        ):
+            theirs = find(rows, "per_core", other, mode)
+            mine_rps, their_rps = _rps(suite), _rps(theirs)
+            value = mine_rps / their_rps if mine_rps and their_rps else None
+            mine_cpu, their_cpu = _rps(suite, "requests_per_cpu_s"), _rps(theirs, "requests_per_cpu_s")
+            per_cpu = mine_cpu / their_cpu if mine_cpu and their_cpu else None
+            met = None if value is None else value >= threshold
+            checks.append({"target": name, "mode": mode, "ratio": value, "ratio_per_cpu": per_cpu, "met": met})
+    return checks
+
+
+def _header(results: dict[str, Any]) -> list[str]:
+    m, plan = results["machine"], results["plan"]
+    load_start = " / ".join(f"{v:.2f}" for v in m["loadavg_start"])
+    load_end = " / ".join(f"{v:.2f}" for v in m.get("loadavg_end", []))
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['os']}, kernel {m['kernel']}",
+        f"- Tools: {m.get('wrk') or 'wrk ?'}; {m.get('nginx') or 'nginx ?'}",
+        f"- Date: {m['date']}; the run took {results['elapsed_s'] / 60:.1f} min",
+        f"- Load average (1/5/15 min) at the start: {load_start}; at the end: {load_end}",
+        f"- Plan: {plan['rounds']} interleaved round(s) of {plan['duration_s']:g} s per stack and mode after a "
+        f"{plan['warmup_s']:g} s warm-up; wrk with {plan['connections']} connections; per core: servers pinned to "
+        f"CPU {plan['server_cpus']}, wrk (1 thread) to CPU {plan['load_cpus']}; one worker; access logs off",
+    ]
+    for name, versions in sorted(results.get("venvs", {}).items()):
+        lines.append(f"- {name} venv: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    return lines
+
+
+def _per_core_table(rows: list[dict[str, Any]], mode: str) -> list[str]:
+    lines = [
+        f"### {MODE_TITLES.get(mode, mode)}",
+        "",
+        "| stack | req/s | x uWSGI+nginx | req per CPU-s | x uWSGI+nginx | p50 ms | p99 ms | errors | non-2xx "
+        "| worker RSS MiB | stack PSS MiB | server CPU | other CPU | spread |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in rows:
+        if row["section"] != "per_core" or row["mode"] != mode:
+            continue
+        s = row["summary"]
+        if s is None:
+            lines.append(f"| {row['label']} | failed: {row['error']} |" + " |" * 12)
+            continue
+        label = f"**{row['label']}**" if row["stack"] == SUITE else row["label"]
+        lines.append(
+            f"| {label} | {_num(s['requests_per_s'], ',.0f')} | {_ratio(row['ratio'])} "
+            f"| {_num(s['requests_per_cpu_s'], ',.0f')} | {_ratio(row['ratio_per_cpu'])} "
+            f"| {_num(s['latency_p50_s'], '.2f', 1e3)} | {_num(s['latency_p99_s'], '.2f', 1e3)} "
+            f"| {s['socket_errors']} | {s['non_2xx_3xx']} | {_num(s['worker_rss_mib'], '.1f')} "
+            f"| {_num(s['stack_pss_mib'], '.1f')} | {_num(s['server_cpu_share'], '.2f')} "
+            f"| {_num(s['other_cpu_share'], '.2f')} | {_num(s['requests_per_s_spread'], '.0%', 1)} |"
+        )
+    return [*lines, ""]
+
+
+def _scaling_table(rows: list[dict[str, Any]]) -> list[str]:
+    scaling = [r for r in rows if r["section"] == "scaling"]
+    if not scaling:
+        return []
+    lines = [
+        "## Scaling: the suite's stack on both cores",
+        "",
+        "WORKERS_PER_CORE sizes the workers (no WEB_CONCURRENCY); servers and wrk (2 threads) share CPUs 0 and 1, so "
+        "wrk's own CPU time is part of the budget here.",
+        "",
+        "| WORKERS_PER_CORE | workers | connections | req/s | x 1 worker on 1 core | p99 ms | errors | non-2xx "
+        "| stack PSS MiB | server CPU |",
+        "|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in scaling:
+        s = row["summary"]
+        wpc = f"{row['workers_per_core']:g}"
+        if s is None:
+            lines.append(f"| {wpc} | failed: {row['error']} |" + " |" * 8)
+            continue
+        workers = max(r["workers"] for r in row["rounds"])
+        lines.append(
+            f"| {wpc} | {workers} | {row['mode']} | {_num(s['requests_per_s'], ',.0f')} | {_ratio(row['ratio'])} "
+            f"| {_num(s['latency_p99_s'], '.2f', 1e3)} | {s['socket_errors']} | {s['non_2xx_3xx']} "
+            f"| {_num(s['stack_pss_mib'], '.1f')} | {_num(s['server_cpu_share'], '.2f')} |"
+        )
+    return [*lines, ""]
+
+
+def _targets_section(results: dict[str, Any]) -> list[str]:
+    lines = ["## Targets", ""]
+    for check in targets(results["rows"], results["plan"]["modes"]):
+        verdict = {True: "met", False: "**not met**", None: "not measured"}[check["met"]]
+        lines.append(
+            f"- {check['target']} ({check['mode']}): {_ratio(check['ratio'])} "
+            f"(per CPU-second {_ratio(check['ratio_per_cpu'])}): {verdict}"
+        )
+    return [*lines, ""]
+
+
+def _noise(results: dict[str, Any]) -> list[str]:
+    noisy = [
+        f"{r['stack']} ({r['mode']}, {r['summary']['other_cpu_share']:.2f})"
+        for r in results["rows"]
+        if r["section"] == "per_core" and r["summary"] and (r["summary"]["other_cpu_share"] or 0) > NOISY_OTHER_CPU
+    ]
+    if not noisy:
+        return []
+    return [
+        f"Other work took more than {NOISY_OTHER_CPU:.0%} of the server's CPU during: {', '.join(noisy)}. "
+        "Those req/s figures are low by about that share; the req per CPU-s column is not.",
+        "",
+    ]
+
+
+def markdown(results: dict[str, Any], chart: str | None = "throughput.png") -> str:
+    """The whole report as Markdown: conditions, targets, the per-core tables, scaling, provisioning."""
+    lines = [*_header(results), ""]
+    lines += _targets_section(results)
+    lines += ["## Throughput per core (one worker on one CPU)", ""]
+    if chart:
+        lines += [f"![requests per second per stack]({chart})", ""]
+    lines += [
+        "Medians over the rounds. *req per CPU-s*: requests divided by the CPU time the whole stack used (workers, "
+        "masters, nginx), which does not depend on how much of the core the stack got. *other CPU*: the share of "
+        "the server's core used by something else during the run. *spread*: (max - min) / median of req/s over the "
+        "rounds. *errors*: connect/read/write errors and timeouts as wrk counts them.",
+        "",
+    ]
+    lines += _noise(results)
+    for mode in results["plan"]["modes"]:
+        lines += _per_core_table(results["rows"], mode)
+    lines += _scaling_table(results["rows"])
+    provision = results.get("provision")
+    if provision:
+        lines += ["## Provisioning", "", *provision_lines(provision), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def provision_lines(provision: dict[str, Any]) -> list[str]:
+    """The provisioning figures, or why they were not measured."""
+    if provision.get("status") != "ran":
+        return [f"Not run: {provision.get('reason', 'unknown reason')}"]
+    lines = ["| step | seconds | changed |", "|---|--:|--:|"]
+    for step in provision["steps"]:
+        changed = step.get("changed")
+        lines.append(f"| {step['name']} | {step['seconds']:.1f} | {'' if changed is None else changed} |")
+    return lines

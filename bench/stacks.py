@@ -1,0 +1,264 @@
+"""The stacks under test and how each one is started: one place to read what "fair" means in this benchmark.
+
+Every stack serves the same answer ("Hello World from Flask", 22 bytes) on a loopback port, with one worker process
+(the per-core table), access logs off everywhere (the suite's default logs to the journal; uWSGI and nginx log by
+default too: logging would measure the log path, not the server), and each server's own defaults otherwise.
+The suite's stacks run through the real launcher (files/start.py) and runtime config (files/gunicorn_conf.py), with
+the environment the systemd unit gives them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import paths
+
+HELLO = b"Hello World from Flask"
+BASELINE = "uwsgi-nginx"
+SUITE = "suite"
+STOCK = "stock-meinheld"
+# Threads per gthread worker: Gunicorn's docs suggest 2-4 per core; one worker on one core gets 4.
+GTHREAD_THREADS = 4
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a stack needs to start: its port, a scratch directory, the venvs' interpreters, and its worker sizing."""
+
+    port: int
+    rundir: Path
+    pythons: Mapping[str, Path]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def venv_bin(self, venv: str) -> Path:
+        """The bin/ directory of a venv (console scripts such as uwsgi and granian live there)."""
+        return self.pythons[venv].parent
+
+
+@dataclass(frozen=True)
+class Proc:
+    """One long-running process of a stack; `workers` says where its app workers are, for the RSS figure."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: Path
+    workers: str = "children"  # "children": the workers are its child processes; "self": it serves itself; "none"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything a stack runs: config files to write, processes in start order, and the URL that serves the answer."""
+
+    procs: tuple[Proc, ...]
+    url: str
+    files: Mapping[Path, str] = field(default_factory=dict)
+    ready_files: tuple[Path, ...] = ()  # files (unix sockets) that must exist before the next process starts
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A server arrangement in the comparison."""
+
+    key: str
+    label: str
+    kind: str  # "suite" | "peer" | "baseline" | "ceiling"
+    venv: str | None
+    build: Callable[[Context], Launch]
+
+
+def _base_env(ctx: Context) -> dict[str, str]:
+    """The environment of every server: what the systemd unit sets for the suite, the same for its peers."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(ctx.rundir),
+        "LC_ALL": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def _url(ctx: Context, path: str = "/") -> str:
+    return f"http://127.0.0.1:{ctx.port}{path}"
+
+
+def _launcher(venv: str, app_dir: Path, **extra: str) -> Callable[[Context], Launch]:
+    """A stack started as the roles start it: `<venv python> start.py` with the env file's variables."""
+
+    def build(ctx: Context) -> Launch:
+        env = {
+            **_base_env(ctx),
+            "APP_DIR": str(app_dir),
+            "HOST": "127.0.0.1",
+            "PORT": str(ctx.port),
+            "WEB_CONCURRENCY": "1",
+            "ACCESS_LOG": "off",
+            "CONTROL_SOCKET": "off",
+            "LOG_LEVEL": "warning",
+            **extra,
+            **ctx.env,
+        }
+        env = {name: value for name, value in env.items() if value != ""}  # ctx.env may unset WEB_CONCURRENCY
+        proc = Proc("gunicorn", (str(ctx.pythons[venv]), str(paths.START_PY)), env, app_dir)
+        return Launch((proc,), _url(ctx))
+
+    return build
+
+
+def _uwsgi_nginx(ctx: Context) -> Launch:
+    """Start uWSGI (one process, master) behind nginx (one worker) over the uwsgi protocol on a unix socket.
+
+    This is the uwsgi-nginx-flask arrangement, minus its `try_files` lookup (a stat per request) and with uWSGI's
+    listen backlog raised to 1024: at the default 100, nginx answers 502 under 64 connections (MACHINE-NOTES).
+    """
+    sock = ctx.rundir / "uwsgi.sock"
+    ini = ctx.rundir / "uwsgi.ini"
+    venv = ctx.pythons["peers"].parent.parent
+    uwsgi_ini = f"""[uwsgi]
+strict = true
+master = true
+processes = 1
+chdir = {paths.EXAMPLE_APP}
+module = main
+callable = app
+virtualenv = {venv}
+socket = {sock}
+chmod-socket = 666
+listen = 1024
+need-app = true
+die-on-term = true
+disable-logging = true
+"""
+    location = f"include {ctx.rundir / 'uwsgi_params'}; uwsgi_pass unix:{sock};"
+    files = {ini: uwsgi_ini, ctx.rundir / "uwsgi_params": UWSGI_PARAMS, **_nginx_files(ctx, location)}
+    uwsgi = Proc("uwsgi", (str(ctx.venv_bin("peers") / "uwsgi"), "--ini", str(ini)), _base_env(ctx), ctx.rundir)
+    return Launch((uwsgi, _nginx_proc(ctx)), _url(ctx), files, ready_files=(sock,))
+
+
+def _nginx_static(ctx: Context) -> Launch:
+    """Serve the same 22 bytes from a file with nginx: the most the loopback HTTP path does on one core."""
+    static = ctx.rundir / "static"
+    location = f"root {static};"
+    files = {static / "hello.txt": HELLO.decode(), **_nginx_files(ctx, location)}
+    return Launch((_nginx_proc(ctx),), _url(ctx, "/hello.txt"), files)
+
+
+def _nginx_files(ctx: Context, location: str) -> dict[Path, str]:
+    user = "user root root;" if os.geteuid() == 0 else ""  # workers keep our identity, so they can read our rundir
+    temp = "\n".join(
+        f"    {kind}_temp_path {ctx.rundir / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf = f"""{user}
+worker_processes 1;
+pid {ctx.rundir / "nginx.pid"};
+error_log {ctx.rundir / "nginx-error.log"} warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    default_type text/html;
+{temp}
+    server {{
+        listen 127.0.0.1:{ctx.port} backlog=1024;
+        location / {{ {location} }}
+    }}
+}}
+"""
+    return {ctx.rundir / "nginx.conf": conf}
+
+
+def _nginx_proc(ctx: Context) -> Proc:
+    argv = (
+        "nginx",
+        "-p",
+        str(ctx.rundir),
+        "-c",
+        str(ctx.rundir / "nginx.conf"),
+        "-e",
+        str(ctx.rundir / "nginx-error.log"),
+    )
+    return Proc("nginx", (*argv, "-g", "daemon off; master_process on;"), _base_env(ctx), ctx.rundir, workers="none")
+
+
+def _bjoern(ctx: Context) -> Launch:
+    """bjoern: one process, libev, written in C; it has no workers of its own (the process serves)."""
+    code = f"import bjoern, main; bjoern.run(main.app, '127.0.0.1', {ctx.port})"
+    proc = Proc("bjoern", (str(ctx.pythons["peers"]), "-c", code), _base_env(ctx), paths.EXAMPLE_APP, workers="self")
+    return Launch((proc,), _url(ctx))
+
+
+def _granian(ctx: Context) -> Launch:
+    """granian: Rust (hyper) HTTP/1 in front of the WSGI app; one worker process, its default threads."""
+    argv = (
+        str(ctx.venv_bin("peers") / "granian"),
+        *("--interface", "wsgi", "--http", "1", "--no-ws", "--workers", "1", "--log-level", "warning"),
+        *("--host", "127.0.0.1", "--port", str(ctx.port), "main:app"),
+    )
+    return Launch((Proc("granian", argv, _base_env(ctx), paths.EXAMPLE_APP),), _url(ctx))
+
+
+# The uwsgi_params file Debian's nginx ships, inlined so the stack does not depend on /etc/nginx.
+UWSGI_PARAMS = "".join(
+    f"uwsgi_param {name} {value};\n"
+    for name, value in (
+        ("QUERY_STRING", "$query_string"),
+        ("REQUEST_METHOD", "$request_method"),
+        ("CONTENT_TYPE", "$content_type"),
+        ("CONTENT_LENGTH", "$content_length"),
+        ("REQUEST_URI", "$request_uri"),
+        ("PATH_INFO", "$document_uri"),
+        ("DOCUMENT_ROOT", "$document_root"),
+        ("SERVER_PROTOCOL", "$server_protocol"),
+        ("REQUEST_SCHEME", "$scheme"),
+        ("HTTPS", "$https if_not_empty"),
+        ("REMOTE_ADDR", "$remote_addr"),
+        ("REMOTE_PORT", "$remote_port"),
+        ("SERVER_PORT", "$server_port"),
+        ("SERVER_NAME", "$server_name"),
+    )
+)
+
+PER_CORE: tuple[Stack, ...] = (
+    Stack(SUITE, "suite: Gunicorn + patched Meinheld", "suite", "suite", _launcher("suite", paths.EXAMPLE_APP)),
+    Stack(STOCK, "Gunicorn + stock Meinheld 1.0.2", "peer", "stock", _launcher("stock", paths.EXAMPLE_APP)),
+    Stack(BASELINE, "uWSGI behind nginx (uwsgi protocol)", "baseline", "peers", _uwsgi_nginx),
+    Stack(
+        "gunicorn-sync", "Gunicorn sync", "peer", "peers", _launcher("peers", paths.EXAMPLE_APP, WORKER_CLASS="sync")
+    ),
+    Stack(
+        "gunicorn-gthread",
+        f"Gunicorn gthread ({GTHREAD_THREADS} threads)",
+        "peer",
+        "peers",
+        _launcher("peers", paths.EXAMPLE_APP, WORKER_CLASS="gthread", GUNICORN_CMD_ARGS=f"--threads {GTHREAD_THREADS}"),
+    ),
+    Stack("bjoern", "bjoern", "peer", "peers", _bjoern),
+    Stack("granian", "granian (WSGI)", "peer", "peers", _granian),
+    Stack(
+        "suite-bare-wsgi", "ceiling: suite stack, bare WSGI app", "ceiling", "suite", _launcher("suite", paths.BARE_APP)
+    ),
+    Stack("nginx-static", "ceiling: nginx, static file", "ceiling", None, _nginx_static),
+)
+
+# Scaling: the suite's stack sized by WORKERS_PER_CORE (no WEB_CONCURRENCY) on both cores.
+SCALING_WORKERS_PER_CORE = (1, 2, 4)
+
+
+def scaling_env(workers_per_core: float) -> dict[str, str]:
+    """The env of a scaling run: the default sizing rule at a given WORKERS_PER_CORE."""
+    return {"WEB_CONCURRENCY": "", "WORKERS_PER_CORE": f"{workers_per_core:g}"}
+
+
+def by_key(keys: list[str] | None) -> tuple[Stack, ...]:
+    """The stacks named (all when None), in the table's order; an unknown name is an error, not a silent skip."""
+    if not keys:
+        return PER_CORE
+    known = {stack.key: stack for stack in PER_CORE}
+    unknown = sorted(set(keys) - set(known))
+    if unknown:
+        raise ValueError(f"unknown stack(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return tuple(stack for stack in PER_CORE if stack.key in keys)

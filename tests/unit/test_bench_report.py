@@ -1,0 +1,146 @@
+"""bench/report.py and bench/runner.py's summary: ratios to the baseline, targets, the Markdown and JSON writers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import report, runner
+
+
+def cell(section: str, stack: str, mode: str, rps: list[float], cpu: float = 0.95, wpc: float | None = None):
+    c = runner.Cell(section, stack, f"label of {stack}", "peer", mode, wpc)
+    for value in rps:
+        c.rounds.append(
+            {
+                "requests_per_s": value,
+                "requests_per_cpu_s": value / cpu,
+                "latency_p50_s": 0.001,
+                "latency_p99_s": 0.004,
+                "server_cpu_share": cpu,
+                "other_cpu_share": 1 - cpu,
+                "worker_rss_mib": 30.0,
+                "stack_pss_mib": 40.0,
+                "requests": int(value * 8),
+                "socket_errors": 0,
+                "non_2xx_3xx": 0,
+                "workers": 2 if section == "scaling" else 1,
+            }
+        )
+    return c
+
+
+def results(suite_rps: float = 1500.0, rows_extra: list | None = None) -> dict:
+    cells = [
+        cell("per_core", "suite", "keep-alive", [suite_rps - 10, suite_rps, suite_rps + 10]),
+        cell("per_core", "stock-meinheld", "keep-alive", [1400.0, 1410.0, 1390.0]),
+        cell("per_core", "uwsgi-nginx", "keep-alive", [1000.0, 990.0, 1010.0]),
+        cell("scaling", "suite", "keep-alive", [2800.0], wpc=1),
+        *(rows_extra or []),
+    ]
+    return {
+        "schema": 1,
+        "machine": {
+            "date": "2026-11-25 15:00 UTC",
+            "cpu": "Test CPU",
+            "cpus": 2,
+            "memory_gib": 24.0,
+            "os": "Debian",
+            "kernel": "6.1",
+            "wrk": "wrk 4.1.0",
+            "nginx": "nginx/1.22.1",
+            "loadavg_start": [0.5, 0.4, 0.3],
+            "loadavg_end": [1.0, 0.6, 0.4],
+        },
+        "plan": vars(runner.Plan()) | {"modes": ["keep-alive"]},
+        "rows": runner.summarize(cells),
+        "elapsed_s": 600.0,
+    }
+
+
+def row(doc: dict, section: str, stack: str) -> dict:
+    found = report.find(doc["rows"], section, stack, "keep-alive")
+    assert found is not None
+    return found
+
+
+def test_ratios_are_to_uwsgi_nginx_per_core_and_to_the_suite_for_scaling() -> None:
+    doc = results()
+    assert row(doc, "per_core", "suite")["ratio"] == pytest.approx(1.5)
+    assert row(doc, "per_core", "uwsgi-nginx")["ratio"] == pytest.approx(1.0)
+    assert row(doc, "per_core", "stock-meinheld")["ratio"] == pytest.approx(1.4)
+    assert row(doc, "scaling", "suite")["ratio"] == pytest.approx(2800 / 1500)
+
+
+def test_a_failed_baseline_gives_no_ratio() -> None:
+    failed = runner.Cell("per_core", "uwsgi-nginx", "uWSGI", "baseline", "keep-alive", error="did not start")
+    cells = [cell("per_core", "suite", "keep-alive", [1500.0]), failed]
+    rows = runner.summarize(cells)
+    assert rows[0]["ratio"] is None
+    assert rows[1]["summary"] is None
+
+
+@pytest.mark.parametrize(("suite_rps", "met"), [(1500.0, True), (1200.0, False)])
+def test_target_suite_over_uwsgi(suite_rps: float, met: bool) -> None:
+    checks = report.targets(results(suite_rps)["rows"], ["keep-alive"])
+    over_uwsgi = next(c for c in checks if "uWSGI" in c["target"])
+    assert over_uwsgi["met"] is met
+    assert over_uwsgi["ratio"] == pytest.approx(suite_rps / 1000)
+
+
+def test_target_patched_over_stock() -> None:
+    checks = report.targets(results(1300.0)["rows"], ["keep-alive"])
+    over_stock = next(c for c in checks if "stock" in c["target"])
+    assert over_stock["met"] is False
+    assert over_stock["ratio"] == pytest.approx(1300 / 1400)
+
+
+def test_markdown_has_conditions_targets_tables_and_scaling() -> None:
+    text = report.markdown(results())
+    assert "Test CPU, 2 CPUs" in text
+    assert "0.50 / 0.40 / 0.30" in text and "1.00 / 0.60 / 0.40" in text
+    assert "suite >= 1.3x uWSGI+nginx per core (keep-alive): 1.50x" in text
+    assert "| **label of suite** | 1,500 | 1.50x |" in text
+    assert "| label of uwsgi-nginx | 1,000 | 1.00x |" in text
+    assert "## Scaling" in text and "| 1 | 2 | keep-alive | 2,800 | 1.87x |" in text
+    assert "![requests per second per stack](throughput.png)" in text
+    assert "Other work took" not in text
+
+
+def test_markdown_flags_a_busy_core_and_a_failed_stack() -> None:
+    busy = cell("per_core", "bjoern", "keep-alive", [500.0], cpu=0.5)
+    failed = runner.Cell("per_core", "granian", "granian", "peer", "keep-alive", error="did not start: boom")
+    text = report.markdown(results(rows_extra=[busy, failed]), chart=None)
+    assert "Other work took more than 10% of the server's CPU during: bjoern (keep-alive, 0.50)" in text
+    assert "| granian | failed: did not start: boom |" in text
+    assert "throughput.png" not in text
+
+
+def test_json_round_trips(tmp_path: Path) -> None:
+    doc = results()
+    report.write_json(doc, tmp_path / "results.json")
+    assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(doc))
+
+
+def test_provision_not_run_says_why() -> None:
+    assert report.provision_lines({"status": "not run", "reason": "no lab"}) == ["Not run: no lab"]
+
+
+def test_provision_steps_table() -> None:
+    lines = report.provision_lines(
+        {"status": "ran", "steps": [{"name": "fresh converge", "seconds": 201.5, "changed": 40}]}
+    )
+    assert lines[-1] == "| fresh converge | 201.5 | 40 |"
+
+
+def test_rotate_starts_each_round_at_the_next_stack() -> None:
+    assert [runner.rotate([1, 2, 3], r) for r in range(4)] == [[1, 2, 3], [2, 3, 1], [3, 1, 2], [1, 2, 3]]
+    assert runner.rotate([], 2) == []
+
+
+def test_smoke_plan_keeps_the_rules_and_shrinks_the_times() -> None:
+    smoke, full = runner.Plan.smoke(), runner.Plan()
+    assert (smoke.server_cpus, smoke.load_cpus, smoke.modes) == (full.server_cpus, full.load_cpus, full.modes)
+    assert smoke.duration_s < full.duration_s and smoke.rounds == 1

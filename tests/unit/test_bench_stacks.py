@@ -1,0 +1,108 @@
+"""bench/stacks.py: how each stack is started, so the comparison's fairness rules are checked, not just written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bench import paths, stacks
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> stacks.Context:
+    pythons = {name: tmp_path / name / "bin" / "python" for name in ("suite", "stock", "peers")}
+    return stacks.Context(8123, tmp_path, pythons)
+
+
+def launch(key: str, ctx: stacks.Context) -> stacks.Launch:
+    return stacks.by_key([key])[0].build(ctx)
+
+
+def test_the_suite_runs_through_the_launcher_with_one_worker(ctx: stacks.Context) -> None:
+    (proc,) = launch("suite", ctx).procs
+    assert proc.argv == (str(ctx.pythons["suite"]), str(paths.START_PY))
+    assert proc.env["APP_DIR"] == str(paths.EXAMPLE_APP)
+    assert (proc.env["HOST"], proc.env["PORT"], proc.env["WEB_CONCURRENCY"]) == ("127.0.0.1", "8123", "1")
+    assert proc.env["ACCESS_LOG"] == "off"
+    assert "WORKER_CLASS" not in proc.env  # the launcher's default: Meinheld
+
+
+def test_stock_differs_from_the_suite_only_by_its_venv(ctx: stacks.Context) -> None:
+    (suite,), (stock,) = launch("suite", ctx).procs, launch("stock-meinheld", ctx).procs
+    assert stock.argv[0] == str(ctx.pythons["stock"])
+    assert stock.argv[1:] == suite.argv[1:] and stock.env == suite.env
+
+
+@pytest.mark.parametrize(("key", "worker_class"), [("gunicorn-sync", "sync"), ("gunicorn-gthread", "gthread")])
+def test_gunicorn_peers_use_the_same_launcher(ctx: stacks.Context, key: str, worker_class: str) -> None:
+    (proc,) = launch(key, ctx).procs
+    assert proc.env["WORKER_CLASS"] == worker_class
+    assert proc.argv[1] == str(paths.START_PY)
+
+
+def test_scaling_drops_the_fixed_worker_count(tmp_path: Path) -> None:
+    pythons = {"suite": tmp_path / "python"}
+    ctx = stacks.Context(1, tmp_path, pythons, stacks.scaling_env(4))
+    (proc,) = stacks.by_key(["suite"])[0].build(ctx).procs
+    assert "WEB_CONCURRENCY" not in proc.env
+    assert proc.env["WORKERS_PER_CORE"] == "4"
+
+
+def test_uwsgi_nginx_is_the_fair_baseline(ctx: stacks.Context) -> None:
+    started = launch("uwsgi-nginx", ctx)
+    assert [p.name for p in started.procs] == ["uwsgi", "nginx"]
+    ini = started.files[ctx.rundir / "uwsgi.ini"]
+    for line in ("processes = 1", "listen = 1024", "disable-logging = true", f"socket = {ctx.rundir / 'uwsgi.sock'}"):
+        assert line in ini
+    conf = started.files[ctx.rundir / "nginx.conf"]
+    assert "worker_processes 1;" in conf and "access_log off;" in conf
+    assert f"uwsgi_pass unix:{ctx.rundir / 'uwsgi.sock'};" in conf
+    assert started.ready_files == (ctx.rundir / "uwsgi.sock",)
+
+
+@pytest.mark.parametrize("key", [s.key for s in stacks.PER_CORE])
+def test_every_stack_listens_on_loopback_only(ctx: stacks.Context, key: str) -> None:
+    started = launch(key, ctx)
+    assert started.url.startswith("http://127.0.0.1:8123/")
+    for path, content in started.files.items():
+        if path.name == "nginx.conf":
+            assert re.findall(r"^\s*listen (\S+)", content, re.MULTILINE) == ["127.0.0.1:8123"]
+    for proc in started.procs:
+        if "HOST" in proc.env:
+            assert proc.env["HOST"] == "127.0.0.1"
+        if "--host" in proc.argv:
+            assert proc.argv[proc.argv.index("--host") + 1] == "127.0.0.1"
+        if proc.name == "bjoern":
+            assert "'127.0.0.1', 8123" in proc.argv[-1]
+
+
+def test_nginx_static_serves_the_same_bytes(ctx: stacks.Context) -> None:
+    started = launch("nginx-static", ctx)
+    assert started.files[ctx.rundir / "static" / "hello.txt"] == "Hello World from Flask"
+    assert started.url.endswith("/hello.txt")
+
+
+def test_bare_app_answers_like_flask() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bare", paths.BARE_APP / "main.py")
+    assert spec and spec.loader
+    bare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bare)
+    seen = []
+    body = b"".join(bare.app({}, lambda status, headers: seen.append((status, headers))))
+    assert body == stacks.HELLO
+    assert seen[0][0] == "200 OK" and ("Content-Length", "22") in seen[0][1]
+
+
+def test_by_key_keeps_table_order_and_rejects_unknown_names() -> None:
+    assert [s.key for s in stacks.by_key(["bjoern", "suite"])] == ["suite", "bjoern"]
+    assert stacks.by_key(None) == stacks.PER_CORE
+    with pytest.raises(ValueError, match="nope"):
+        stacks.by_key(["nope"])
+
+
+def test_there_is_exactly_one_baseline_and_it_is_uwsgi() -> None:
+    assert [s.key for s in stacks.PER_CORE if s.kind == "baseline"] == [stacks.BASELINE]
