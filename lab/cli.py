@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     build = img_sub.add_parser("build", help="build (or reuse) the base image of DIST")
     build.add_argument("dist", choices=sorted(dists.DISTS))
     build.add_argument("--force", action="store_true", help="rebuild even when cached")
+    img_sub.add_parser("prune", help="delete images superseded by a newer key and used by no VM")
     path = img_sub.add_parser("path", help="print the image's files as JSON (builds nothing)")
     path.add_argument("dist", choices=sorted(dists.DISTS))
 
@@ -72,7 +74,12 @@ def _image_json(dist: dists.Dist, img: image.Image) -> str:
 
 
 def _run(args: argparse.Namespace, layout: Layout) -> int:
-    if args.command == "image":
+    if args.command == "image" and args.image_command == "prune":
+        current = {name: image.locate(d, layout).directory.name for name, d in dists.DISTS.items()}
+        for old in image.stale(layout.images, current, {s.image for s in vm.all_states(layout)}):
+            progress.step(f"removing superseded image {old.name}")
+            shutil.rmtree(old)
+    elif args.command == "image":
         dist = dists.get(args.dist)
         built = args.image_command == "build"
         img = image.build(dist, layout, force=args.force) if built else image.locate(dist, layout)

@@ -13,16 +13,19 @@ UBUNTU_KEYRING_NAME = "ubuntu-archive-keyring.gpg"
 
 # What every image needs to be a realistic, Ansible-managed systemd host: an init, SSH, an interpreter for
 # Ansible (python3-apt so the apt module need not install it on each converge), CA handling for PyPI, and the
-# tools the verify suites and `make demo` read the state with (ps, ip, curl).
+# tools the verify suites and `make demo` read the state with (ps, ip, curl). sudo: playbooks use `become`, as on
+# any cloud image. e2fsprogs: fsck of the root disk (and jammy's initramfs hook copies dumpe2fs).
 COMMON_PACKAGES = (
     "ca-certificates",
     "curl",
     "dbus",
+    "e2fsprogs",
     "iproute2",
     "openssh-server",
     "procps",
     "python3",
     "python3-apt",
+    "sudo",
     "systemd-sysv",
     "udev",
 )

@@ -23,7 +23,7 @@ from lab.dists import Dist
 from lab.paths import Layout
 
 # Bump when the recipe below changes in a way that changes the image.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 CA_DIR = Path("/usr/local/share/ca-certificates")
 DISK_SIZE_BYTES = 8 * 1024**3
 GUEST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -130,6 +130,9 @@ def mmdebstrap_command(
         f"--keyring={host_keyring}",
         f"--include={','.join(dist.packages)}",
         f"--customize-hook={hook_cmd}",
+        # Keep the package lists, as an installed system has them: a role's apt cache_valid_time then means what it
+        # says, instead of "fresh" for an empty list directory the image build just touched.
+        "--skip=cleanup/apt/lists",
         dist.suite,
         str(rootfs),
         *mirrors,
@@ -168,6 +171,22 @@ def locate(dist: Dist, layout: Layout) -> Image:
     """Where the image of ``dist`` with the current key lives (built or not)."""
     key = cache_key(dist, ca_digest(ca_certificates()), sshkey.ensure(layout).read_text())
     return Image(layout.images / f"{dist.name}-{key}")
+
+
+def stale(images_dir: Path, current: dict[str, str], in_use: set[str]) -> list[Path]:
+    """Image directories no longer worth their disk: not the current key of their dist, and booted by no VM.
+
+    ``current`` maps dist name to the directory name its current key gives; ``in_use`` holds the image names of
+    recorded VMs (an overlay needs its backing image until the VM is down).
+    """
+    if not images_dir.is_dir():
+        return []
+    out = []
+    for d in sorted(images_dir.iterdir()):
+        dist = d.name.split("-", 1)[0]
+        if d.is_dir() and not d.name.startswith(".") and d.name != current.get(dist) and d.name not in in_use:
+            out.append(d)
+    return out
 
 
 def build(dist: Dist, layout: Layout, force: bool = False) -> Image:

@@ -32,6 +32,8 @@ def allocate(
     Recorded ports count as taken even while their VM is still booting and not yet listening; the caller holds the
     lab lock from allocation until the ports are recorded, so two `up`s cannot pick the same ones.
     """
+    if count <= 0:
+        return []
     taken = set(recorded)
     chosen: list[int] = []
     for port in range(start, end + 1):

@@ -125,7 +125,7 @@ def _reserve(layout: Layout, state: VmState, ssh_port: int | None, http_port: in
         for port in wanted:
             if port in recorded or not ports.is_free(port):
                 raise RuntimeError(f"port {port} on 127.0.0.1 is taken")
-        picked = iter(ports.allocate(2 - len(wanted), recorded + wanted)) if len(wanted) < 2 else iter(())
+        picked = iter(ports.allocate(2 - len(wanted), recorded + wanted, ports.is_free))
         state.ssh_port = ssh_port if ssh_port is not None else next(picked)
         state.http_port = http_port if http_port is not None else next(picked)
         save(layout, state)

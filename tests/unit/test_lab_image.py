@@ -116,3 +116,10 @@ def test_newest_without_kernel_fails() -> None:
 def test_unknown_dist_names_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="debian12"):
         dists.get("centos7")
+
+
+def test_stale_keeps_current_and_in_use_images(tmp_path: Path) -> None:
+    for name in ("debian12-new", "debian12-old", "debian12-booted", "debian13-cur", ".build-debian12-x"):
+        (tmp_path / name).mkdir()
+    current = {"debian12": "debian12-new", "debian13": "debian13-cur"}
+    assert image.stale(tmp_path, current, {"debian12-booted"}) == [tmp_path / "debian12-old"]

@@ -30,3 +30,7 @@ def test_is_free_sees_a_listener() -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         assert not ports.is_free(s.getsockname()[1])
+
+
+def test_allocate_nothing_when_both_ports_are_fixed() -> None:
+    assert ports.allocate(0, recorded=[], probe=lambda p: False) == []
