@@ -1,0 +1,248 @@
+"""The roles' input checks (app_filters.py), the listening-port module, and the roles' self-description.
+
+Every bad input of the matrix must produce one message that names the variable and its value; every good input none.
+The argument specs, the defaults and their comments must describe the same variables, so the docs cannot drift.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import socket
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ROLES = ("interpreter", "server", "app")
+EXAMPLE = str(REPO / "example_app")
+
+
+def _load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def filters() -> ModuleType:
+    return _load(REPO / "roles" / "app" / "filter_plugins" / "app_filters.py")
+
+
+@pytest.fixture(scope="module")
+def listeners_module() -> ModuleType:
+    return _load(REPO / "roles" / "app" / "library" / "gunicorn_listeners.py")
+
+
+def app(**fields: object) -> dict[str, object]:
+    return {"name": "web", "path": EXAMPLE, **fields}
+
+
+@pytest.mark.parametrize(
+    ("apps", "expected"),
+    [
+        ("not a list", "app_list='not a list' is invalid"),
+        (["web"], "app_list[0]='web' is invalid"),
+        ([app(name="Web")], "app_list[0].name='Web' is invalid"),
+        ([app(name="web@x")], "app_list[0].name='web@x' is invalid"),
+        ([app(name="a" * 33)], "is invalid: expected a valid unit instance"),
+        ([app(name=None)], "app_list[0].name=None is invalid"),
+        ([app(), app()], "app_list[1] (web).name='web' is a duplicate of app_list[0]"),
+        ([app(), app(name="api")], "app_list[1] (api) port 80 is already used by app 'web'"),
+        ([app(port=8000), app(name="api", env={"PORT": "8000"})], "port 8000 is already used by app 'web'"),
+        ([app(port=8000), app(name="api", env={"BIND": "127.0.0.1:8000"})], "port 8000 is already used"),
+        ([app(state="gone")], "app_list[0] (web).state='gone' is invalid"),
+        ([app(port=99999)], "app_list[0] (web).port=99999 is invalid"),
+        ([app(port=0)], "app_list[0] (web).port=0 is invalid"),
+        ([app(env={"PORT": "99999"})], "env.PORT='99999' is invalid"),
+        ([app(env={"PORT": "http"})], "env.PORT='http' is invalid"),
+        ([app(port=80, env={"PORT": "81"})], "env.PORT='81' contradicts port=80"),
+        ([app(env={"WORKERS_PER_CORE": "abc"})], "env.WORKERS_PER_CORE='abc' is invalid"),
+        ([app(env={"WORKERS_PER_CORE": "0"})], "env.WORKERS_PER_CORE='0' is invalid"),
+        ([app(env={"WORKERS_PER_CORE": "-1"})], "env.WORKERS_PER_CORE='-1' is invalid"),
+        ([app(env={"WORKERS_PER_CORE": "nan"})], "env.WORKERS_PER_CORE='nan' is invalid"),
+        ([app(env={"WEB_CONCURRENCY": "0"})], "env.WEB_CONCURRENCY='0' is invalid"),
+        ([app(env={"MAX_WORKERS": "x"})], "env.MAX_WORKERS='x' is invalid"),
+        ([app(env={"TIMEOUT": "-5"})], "env.TIMEOUT='-5' is invalid"),
+        ([app(env={"LOG_LEVEL": "loud"})], "env.LOG_LEVEL='loud' is invalid: expected one of debug, info"),
+        ([app(secret_env={"LOG_LEVEL": "loud"})], "secret_env.LOG_LEVEL='loud' is invalid"),
+        ([app(env={"BIND": "0.0.0.0:70000"})], "env.BIND='0.0.0.0:70000' is invalid"),
+        ([app(env={"APP_DIR": "/etc"})], "env.APP_DIR='/etc' is invalid: the unit sets APP_DIR itself"),
+        ([app(env={"GUNICORN_CONF": "/etc/passwd"})], "env.GUNICORN_CONF='/etc/passwd' is invalid: the path"),
+        ([app(env={"PRE_START_PATH": "../../x.sh"})], "env.PRE_START_PATH='../../x.sh' is invalid"),
+        ([app(env={"bad-key": "1"})], "env key 'bad-key' is invalid"),
+        ([app(env={"X": "two\nlines"})], "env.X is invalid: a value must be one line"),
+        ([app(env=["X=1"])], "env=['X=1'] is invalid"),
+        ([app(path="/nonexistent/dir")], "app_list[0] (web).path='/nonexistent/dir' is invalid"),
+        ([app(source="svn")], "source='svn' is invalid"),
+        ([{"name": "web", "source": "git"}], "app_list[0] (web).repo is missing"),
+        ([{"name": "web", "source": "pip", "requirement": "x==1"}], "env.APP_MODULE is missing"),
+        ([{"name": "web", "source": "pip"}], "requirement is missing"),
+        ([{"name": "web", "source": "local"}], "path is missing"),
+    ],
+)
+def test_bad_input_is_named(filters: ModuleType, apps: object, expected: str) -> None:
+    errors = filters.app_input_errors(apps, "/srv", {}, [], "/")
+    assert len(errors) == 1, errors
+    assert expected in errors[0]
+
+
+@pytest.mark.parametrize(
+    "apps",
+    [
+        [],
+        [app()],
+        [app(port=8080, env={"WORKERS_PER_CORE": "0.5", "LOG_LEVEL": "DEBUG", "WEB_CONCURRENCY": 3})],
+        [app(), app(name="api", port=8081)],
+        [app(), app(name="api", state="absent")],
+        [app(env={"BIND": "unix:/run/gunicorn/web/sock"}), app(name="api")],
+        [app(env={"GUNICORN_CONF": "conf/gunicorn.py", "PRE_START_PATH": "scripts/pre.sh"})],
+        [{"name": "web", "repo": "https://example.invalid/app.git", "version": "v1"}],
+        [{"name": "web", "requirement": "mypkg==1.0", "env": {"APP_MODULE": "mypkg.wsgi:app"}}],
+        [app(name="_x-1")],
+    ],
+)
+def test_good_input_passes(filters: ModuleType, apps: list[dict[str, object]]) -> None:
+    assert filters.app_input_errors(apps, "/srv", {}, [], "/") == []
+
+
+def test_relative_local_path_is_relative_to_the_playbook_dir(filters: ModuleType) -> None:
+    apps = [{"name": "web", "path": "../example_app"}]
+    assert filters.app_input_errors(apps, "/srv", {}, [], str(REPO / "playbooks")) == []
+    assert filters.app_normalize(apps, str(REPO / "playbooks"))[0]["path"] == EXAMPLE
+
+
+@pytest.mark.parametrize(
+    ("listeners", "expected"),
+    [
+        ([{"port": 80, "units": ["nginx.service"]}], ["(web) port 80 is held by nginx.service on the host"]),
+        ([{"port": 80, "units": ["gunicorn@web.service"]}], []),
+        ([{"port": 80, "units": ["gunicorn@old.service"]}], ["port 80 is held by gunicorn@old.service"]),
+        ([{"port": 8080, "units": ["nginx.service"]}], []),
+    ],
+)
+def test_a_port_held_on_the_host_is_refused(
+    filters: ModuleType, listeners: list[dict[str, object]], expected: list[str]
+) -> None:
+    errors = filters.app_input_errors([app()], "/srv", {}, listeners, "/")
+    assert len(errors) == len(expected)
+    for error, wanted in zip(errors, expected, strict=True):
+        assert wanted in error
+
+
+def test_a_port_of_an_app_removed_in_the_same_run_is_free(filters: ModuleType) -> None:
+    apps = [app(), {"name": "old", "state": "absent"}]
+    assert filters.app_input_errors(apps, "/srv", {}, [{"port": 80, "units": ["gunicorn@old.service"]}], "/") == []
+
+
+@pytest.mark.parametrize(
+    ("accounts", "errors"),
+    [
+        ({"web": ["x", "999", "999", "gunicorn@web.service", "/srv/web", "/usr/sbin/nologin"]}, 0),
+        ({"web": ["x", "0", "0", "root", "/root", "/bin/bash"]}, 1),
+        ({"other": ["x", "0", "0", "", "/root", "/bin/bash"]}, 0),
+    ],
+)
+def test_an_app_name_may_not_take_over_an_existing_account(
+    filters: ModuleType, accounts: dict[str, list[str]], errors: int
+) -> None:
+    found = filters.app_input_errors([app()], "/srv", accounts, [], "/")
+    assert len(found) == errors
+    if errors:
+        assert "collides with the existing account 'web'" in found[0]
+
+
+def test_normalize_fills_every_field(filters: ModuleType) -> None:
+    (web,) = filters.app_normalize([app(port=8080, env={"WORKERS_PER_CORE": 1, "DEBUG": True})], "/")
+    assert web["state"] == "present"
+    assert web["source"] == "local"
+    assert web["env"] == {"WORKERS_PER_CORE": "1", "DEBUG": "true", "PORT": "8080"}
+    assert web["secret_env"] == {}
+    assert web["health_url"] == "http://127.0.0.1:8080/"
+    assert web["health_status"] == 200
+
+
+@pytest.mark.parametrize(
+    ("fields", "url"),
+    [
+        ({}, "http://127.0.0.1:80/"),
+        ({"env": {"HOST": "10.0.0.5", "PORT": "81"}}, "http://10.0.0.5:81/"),
+        ({"env": {"BIND": "127.0.0.2:9000"}, "health_path": "/health"}, "http://127.0.0.2:9000/health"),
+        ({"env": {"BIND": "unix:/run/x.sock"}}, None),
+    ],
+)
+def test_health_url(filters: ModuleType, fields: dict[str, object], url: str | None) -> None:
+    assert filters.app_normalize([app(**fields)], "/")[0]["health_url"] == url
+
+
+def test_local_files_leave_caches_and_vcs_behind(filters: ModuleType, tmp_path: Path) -> None:
+    for rel in ("main.py", "pkg/mod.py", "pkg/__pycache__/mod.cpython-311.pyc", ".git/HEAD", "venv/bin/python"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    apps = filters.app_normalize([{"name": "web", "path": str(tmp_path)}], "/")
+    listed = filters.app_local_files(apps, ["__pycache__", "*.pyc", ".git", "venv"])
+    assert [f["rel"] for f in listed["files"]] == ["main.py", "pkg/mod.py"]
+    assert [d["rel"] for d in listed["dirs"]] == ["pkg"]
+    assert filters.app_local_dest(listed["files"][1], "/srv") == "/srv/web/app/pkg/mod.py"
+
+
+def test_listener_module_finds_a_listening_socket(listeners_module: ModuleType) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        found = {entry["port"]: entry["units"] for entry in listeners_module.listeners()}
+    assert port in found
+    assert found[port] != ["an unknown process"]
+
+
+def _defaults(role: str) -> dict[str, object]:
+    return yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text()) or {}
+
+
+def _spec(role: str) -> dict[str, dict[str, object]]:
+    return yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_default_is_in_the_argument_spec_with_the_same_default(role: str) -> None:
+    options = _spec(role)["main"]["options"]
+    for name, value in _defaults(role).items():
+        assert name in options, f"{role}: {name} missing from meta/argument_specs.yml"
+        assert options[name].get("default") == value, f"{role}: default of {name} differs"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_default_has_a_comment(role: str) -> None:
+    lines = (REPO / "roles" / role / "defaults" / "main.yml").read_text().splitlines()
+    for index, line in enumerate(lines):
+        if re.match(r"^[a-z_]+:", line):
+            assert lines[index - 1].startswith("#"), f"{role}: {line.split(':')[0]} has no comment above it"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_entry_point_has_an_argument_spec(role: str) -> None:
+    tasks = {p.stem for p in (REPO / "roles" / role / "tasks").glob("*.yml")}
+    entry_points = set(_spec(role))
+    assert "main" in entry_points
+    assert "assert" in entry_points
+    assert entry_points <= tasks
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_variable_is_in_the_readme(role: str) -> None:
+    readme = (REPO / "roles" / role / "README.md").read_text()
+    for name in _spec(role)["main"]["options"]:
+        assert f"`{name}`" in readme, f"{role}: README lacks {name}"
+
+
+def test_site_checks_every_role_before_the_first_change() -> None:
+    (play,) = yaml.safe_load((REPO / "playbooks" / "site.yml").read_text())
+    checked = [t["ansible.builtin.include_role"]["name"] for t in play["pre_tasks"]]
+    assert checked == ["interpreter", "server", "app"]
+    assert all(t["ansible.builtin.include_role"]["tasks_from"] == "assert" for t in play["pre_tasks"])
+    assert [r["role"] for r in play["roles"]] == ["interpreter", "server", "app"]

@@ -1,0 +1,198 @@
+"""Render the server role's unit and the app role's env file as Ansible would, and check them with systemd's tools.
+
+The unit is verified by `systemd-analyze verify` and scored by `systemd-analyze security --offline=true`: the exposure
+must stay at 2.0 or lower, so a weakened directive fails here in seconds instead of on a VM.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SERVER = REPO / "roles" / "server"
+APP = REPO / "roles" / "app"
+EXPOSURE_LIMIT = 2.0
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+needs_systemd_analyze = pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze (package systemd) missing")
+
+
+def _environment(directory: Path) -> jinja2.Environment:
+    """Jinja2 with the template module's defaults (trim_blocks) and the one Ansible filter the templates use."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        trim_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["combine"] = lambda a, b: {**a, **b}
+    return env
+
+
+def server_defaults(**overrides: object) -> dict[str, object]:
+    values = yaml.safe_load((SERVER / "defaults" / "main.yml").read_text())
+    values.update(overrides)
+    return values
+
+
+def render_unit(**overrides: object) -> str:
+    return _environment(SERVER / "templates").get_template("gunicorn@.service.j2").render(server_defaults(**overrides))
+
+
+def render_env(env: dict[str, str], secret_env: dict[str, str] | None = None) -> str:
+    item = {"name": "demo", "env": env, "secret_env": secret_env or {}}
+    return _environment(APP / "templates").get_template("app.env.j2").render(item=item)
+
+
+def unit_directives(text: str) -> list[tuple[str, str]]:
+    return [tuple(line.split("=", 1)) for line in text.splitlines() if re.match(r"^[A-Z][A-Za-z]+=", line)]
+
+
+@pytest.fixture
+def installed_unit(tmp_path: Path) -> Path:
+    """The rendered template as instance gunicorn@demo.service, with the paths ExecStart names present."""
+    apps_root, lib_dir = tmp_path / "srv", tmp_path / "lib"
+    python = apps_root / "demo" / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("#!/bin/sh\n")
+    python.chmod(0o755)
+    (apps_root / "demo" / "app").mkdir()
+    lib_dir.mkdir()
+    unit = tmp_path / "gunicorn@demo.service"
+    unit.write_text(render_unit(server_apps_root=str(apps_root), server_lib_dir=str(lib_dir)))
+    return unit
+
+
+def exposure(unit: Path) -> float:
+    result = subprocess.run(
+        [SYSTEMD_ANALYZE, "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=unit.parent,
+    )
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    return float(found.group(1))
+
+
+@pytest.mark.parametrize(
+    ("directive", "value"),
+    [
+        ("Type", "notify"),
+        ("NotifyAccess", "main"),
+        ("ExecStart", "/srv/%i/venv/bin/python /usr/local/lib/gunicorn-suite/start.py"),
+        ("ExecReload", "/bin/kill -s HUP $MAINPID"),
+        ("KillMode", "mixed"),
+        ("Restart", "on-failure"),
+        ("User", "%i"),
+        ("EnvironmentFile", "/etc/gunicorn/%i.env"),
+        ("Environment", "APP_DIR=/srv/%i/app PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1"),
+        ("RuntimeDirectory", "gunicorn/%i"),
+        ("AmbientCapabilities", "CAP_NET_BIND_SERVICE"),
+        ("CapabilityBoundingSet", "CAP_NET_BIND_SERVICE"),
+        ("StandardError", "journal"),
+        ("ProtectSystem", "strict"),
+        ("NoNewPrivileges", "yes"),
+        ("WantedBy", "multi-user.target"),
+    ],
+)
+def test_unit_carries_the_contract(directive: str, value: str) -> None:
+    assert (directive, value) in unit_directives(render_unit())
+
+
+def test_unit_has_no_root_user_and_no_dynamic_user() -> None:
+    keys = dict(unit_directives(render_unit()))
+    assert keys["User"] != "root"
+    assert "DynamicUser" not in keys
+    assert "PrivateUsers" not in keys  # CAP_NET_BIND_SERVICE would not count in the host's network namespace
+
+
+def test_extra_directives_are_appended_to_the_service_section() -> None:
+    text = render_unit(server_unit_extra_directives=["MemoryMax=512M", "CPUQuota=150%"])
+    service = text.split("[Service]", 1)[1].split("[Install]", 1)[0]
+    assert "MemoryMax=512M\n" in service
+    assert "CPUQuota=150%\n" in service
+
+
+@needs_systemd_analyze
+def test_systemd_analyze_verify_accepts_the_unit(installed_unit: Path) -> None:
+    result = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", "--man=no", str(installed_unit)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=installed_unit.parent,
+    )
+    complaints = [line for line in result.stderr.splitlines() if "gunicorn@demo.service" in line]
+    assert result.returncode == 0, result.stderr
+    assert complaints == []
+
+
+@needs_systemd_analyze
+def test_security_exposure_is_at_most_2(installed_unit: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    figure = exposure(installed_unit)
+    with capsys.disabled():
+        print(f"\nsystemd-analyze security --offline=true gunicorn@demo.service: exposure {figure}")
+    assert figure <= EXPOSURE_LIMIT
+
+
+@needs_systemd_analyze
+def test_the_exposure_test_can_fail(tmp_path: Path) -> None:
+    """A unit without the hardening scores far above the limit, so the test above measures something."""
+    text = render_unit()
+    hardening = ("Protect", "Private", "Restrict", "System")
+    bare = "\n".join(line for line in text.splitlines() if not line.startswith(hardening))
+    unit = tmp_path / "gunicorn@demo.service"
+    unit.write_text(bare + "\n")
+    assert exposure(unit) > EXPOSURE_LIMIT
+
+
+def test_env_file_carries_only_what_the_operator_set() -> None:
+    text = render_env({})
+    assert [line for line in text.splitlines() if line and not line.startswith("#")] == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2", "0.5", "plain words", 'a "quoted" word', "back\\slash", "$HOME and ${PATH}", "`id`", "it's", "  spaced  "],
+)
+def test_env_file_values_survive_a_shell_parse(value: str) -> None:
+    """What the env file says is what the service sees: quoting handles quotes, backslashes, $ and backticks."""
+    text = render_env({"LOG_LEVEL": "info", "SOME_VALUE": value})
+    result = subprocess.run(
+        ["/bin/sh", "-c", 'set -a; . "$1"; printf "%s" "$SOME_VALUE"', "sh", "/dev/stdin"],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+    )
+    assert result.stdout == value
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        ("2", 'WORKERS_PER_CORE="2"'),
+        ('a"b', 'WORKERS_PER_CORE="a\\"b"'),
+        ("a\\b", 'WORKERS_PER_CORE="a\\\\b"'),
+        ("$X", 'WORKERS_PER_CORE="\\$X"'),
+        ("`x`", 'WORKERS_PER_CORE="\\`x\\`"'),
+    ],
+)
+def test_env_file_quoting_follows_systemd_double_quote_rules(value: str, line: str) -> None:
+    """systemd's EnvironmentFile= unescapes exactly \\" \\\\ \\$ and \\` inside double quotes, as sh does."""
+    assert line in render_env({"WORKERS_PER_CORE": value}).splitlines()
+
+
+def test_secret_env_lands_in_the_same_file_sorted() -> None:
+    lines = [line for line in render_env({"B": "1"}, {"A": "s3cret"}).splitlines() if not line.startswith("#")]
+    assert lines == ['A="s3cret"', 'B="1"']
