@@ -3,6 +3,7 @@
 - `python -m bench venvs`: build (or reuse) the stacks' venvs under .cache/bench/
 - `python -m bench run [--smoke] [...]`: throughput per core + scaling; writes results.json, .md, throughput.png
 - `python -m bench provision`: provisioning times on a lab VM, added to results.json / results.md
+- `python -m bench profile STACK`: py-spy profile of a stack's worker under load (where a gap to a peer comes from)
 - `python -m bench render`: rewrite results.md and throughput.png from results.json
 """
 
@@ -39,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=paths.RESULTS, help="results directory (default bench/results)")
     prov = sub.add_parser("provision", help="fresh converge, idempotent rerun, code-only deploy, image boot times")
     prov.add_argument("--out", type=Path, default=paths.RESULTS)
+    prof = sub.add_parser("profile", help="py-spy profile of one stack's worker under wrk load")
+    prof.add_argument("stack", choices=[s.key for s in stacks.PER_CORE])
+    prof.add_argument("--mode", choices=runner.MODES, default="keep-alive")
+    prof.add_argument("--duration", type=int, default=10)
+    prof.add_argument("--native", action="store_true", help="include C frames (Meinheld, greenlet, CPython)")
+    prof.add_argument("--out", type=Path, default=paths.CACHE / "profiles")
     render = sub.add_parser("render", help="rewrite results.md and the chart from results.json")
     render.add_argument("--out", type=Path, default=paths.RESULTS)
     return p
@@ -116,6 +123,12 @@ def main(argv: list[str] | None = None) -> None:
         _run(args)
     elif args.command == "provision":
         _provision(args)
+    elif args.command == "profile":
+        from bench import profile  # py-spy lives in the bench venv; only this command needs it
+
+        stack = stacks.by_key([args.stack])[0]
+        pythons = build_venvs({stack.venv} if stack.venv else set())
+        profile.run(args.stack, args.mode, args.duration, pythons, args.native, args.out)
     elif args.command == "render":
         results = json.loads((args.out / "results.json").read_text())
         write(results, args.out, venvs.ensure("peers"))

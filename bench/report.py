@@ -190,8 +190,22 @@ def provision_lines(provision: dict[str, Any]) -> list[str]:
     """The provisioning figures, or why they were not measured."""
     if provision.get("status") != "ran":
         return [f"Not run: {provision.get('reason', 'unknown reason')}"]
-    lines = ["| step | seconds | changed |", "|---|--:|--:|"]
+    lines = [
+        f"{provision.get('date', '')}: {provision.get('dist', '')} lab VM ({provision.get('vm', '')}), QEMU "
+        f"accelerator {provision.get('accelerator', 'unknown')}; load average at the start "
+        + " / ".join(f"{v:.2f}" for v in provision.get("loadavg_start", [])),
+        "",
+        "| step | seconds | changed tasks |",
+        "|---|--:|--:|",
+    ]
     for step in provision["steps"]:
         changed = step.get("changed")
-        lines.append(f"| {step['name']} | {step['seconds']:.1f} | {'' if changed is None else changed} |")
+        seconds = f"{step['seconds']:.1f}" if "seconds" in step else step.get("status", "not run")
+        lines.append(f"| {step['name']} | {seconds} | {'' if changed is None else changed} |")
+    if "idempotent_rerun_met" in provision:
+        verdict = "met" if provision["idempotent_rerun_met"] else "**not met**"
+        lines += [
+            "",
+            f"Idempotent rerun under {provision['idempotent_rerun_target_s']} s with nothing changed: {verdict}",
+        ]
     return lines

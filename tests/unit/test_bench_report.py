@@ -135,6 +135,22 @@ def test_provision_steps_table() -> None:
     assert lines[-1] == "| fresh converge | 201.5 | 40 |"
 
 
+def test_provision_step_not_run_and_the_rerun_target() -> None:
+    lines = report.provision_lines(
+        {
+            "status": "ran",
+            "steps": [
+                {"name": "idempotent rerun", "seconds": 42.0, "changed": 0},
+                {"name": "Packer image: boot to first 200", "status": "not run: no built image"},
+            ],
+            "idempotent_rerun_target_s": 60,
+            "idempotent_rerun_met": True,
+        }
+    )
+    assert "| Packer image: boot to first 200 | not run: no built image |  |" in lines
+    assert lines[-1] == "Idempotent rerun under 60 s with nothing changed: met"
+
+
 def test_rotate_starts_each_round_at_the_next_stack() -> None:
     assert [runner.rotate([1, 2, 3], r) for r in range(4)] == [[1, 2, 3], [2, 3, 1], [3, 1, 2], [1, 2, 3]]
     assert runner.rotate([], 2) == []
