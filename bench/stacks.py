@@ -108,7 +108,12 @@ def _launcher(venv: str, app_dir: Path, **extra: str) -> Callable[[Context], Lau
     return build
 
 
-def _uwsgi_nginx(ctx: Context) -> Launch:
+def _uwsgi_nginx(app_dir: Path) -> Callable[[Context], Launch]:
+    """Start uWSGI serving app_dir's main:app behind nginx (see _uwsgi_nginx_launch)."""
+    return lambda ctx: _uwsgi_nginx_launch(ctx, app_dir)
+
+
+def _uwsgi_nginx_launch(ctx: Context, app_dir: Path) -> Launch:
     """Start uWSGI (one process, master) behind nginx (one worker) over the uwsgi protocol on a unix socket.
 
     This is the uwsgi-nginx-flask arrangement, minus its `try_files` lookup (a stat per request) and with uWSGI's
@@ -121,7 +126,7 @@ def _uwsgi_nginx(ctx: Context) -> Launch:
 strict = true
 master = true
 processes = 1
-chdir = {paths.EXAMPLE_APP}
+chdir = {app_dir}
 module = main
 callable = app
 virtualenv = {venv}
@@ -225,7 +230,7 @@ UWSGI_PARAMS = "".join(
 PER_CORE: tuple[Stack, ...] = (
     Stack(SUITE, "suite: Gunicorn + patched Meinheld", "suite", "suite", _launcher("suite", paths.EXAMPLE_APP)),
     Stack(STOCK, "Gunicorn + stock Meinheld 1.0.2", "peer", "stock", _launcher("stock", paths.EXAMPLE_APP)),
-    Stack(BASELINE, "uWSGI behind nginx (uwsgi protocol)", "baseline", "peers", _uwsgi_nginx),
+    Stack(BASELINE, "uWSGI behind nginx (uwsgi protocol)", "baseline", "peers", _uwsgi_nginx(paths.EXAMPLE_APP)),
     Stack(
         "gunicorn-sync", "Gunicorn sync", "peer", "peers", _launcher("peers", paths.EXAMPLE_APP, WORKER_CLASS="sync")
     ),
@@ -240,6 +245,13 @@ PER_CORE: tuple[Stack, ...] = (
     Stack("granian", "granian (WSGI)", "peer", "peers", _granian),
     Stack(
         "suite-bare-wsgi", "ceiling: suite stack, bare WSGI app", "ceiling", "suite", _launcher("suite", paths.BARE_APP)
+    ),
+    Stack(
+        "uwsgi-nginx-bare-wsgi",
+        "ceiling: uWSGI+nginx, bare WSGI app",
+        "ceiling",
+        "peers",
+        _uwsgi_nginx(paths.BARE_APP),
     ),
     Stack("nginx-static", "ceiling: nginx, static file", "ceiling", None, _nginx_static),
 )
