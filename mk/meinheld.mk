@@ -1,0 +1,22 @@
+# The patched Meinheld wheel (meinheld_build/): the published 1.0.2 sdist, verified, plus our patch series.
+# `make meinheld-wheel PYTHON=/path/to/python3.X OUT=DIR` leaves exactly one meinheld-*.whl in DIR.
+
+# Compiling the extension needs a C compiler and the interpreter's headers (pyenv builds carry their own; Debian's
+# python3 needs python3-dev) and python3-venv for the throwaway build env. No patch/git: build.py applies the series.
+APT_PACKAGES += gcc libc6-dev python3-dev python3-venv
+
+# The interpreter to build for (the wheel is specific to it) and where the wheel lands. Not `python3` from PATH:
+# the Makefile puts the tooling venv first on PATH, and the wheel is for a target interpreter, not for the tooling.
+PYTHON ?= /usr/bin/python3
+OUT ?= $(CACHE)/meinheld/dist
+
+.PHONY: meinheld-wheel test-meinheld
+
+meinheld-wheel: ## build the patched Meinheld wheel for PYTHON=/path/to/python3.X into OUT=DIR (default .cache/meinheld/dist)
+	$(PYTHON) meinheld_build/build.py --out "$(OUT)" --download-dir $(CACHE)/meinheld/downloads \
+	  --constraint roles/server/files/requirements.txt
+
+test-meinheld: venv ## patched Meinheld under Gunicorn on CPython 3.10-3.13, stock 1.0.2 as strict xfail (~5 min, wheels cached)
+	$(BIN)/pytest tests/meinheld
+
+TEST_TIERS += test-meinheld

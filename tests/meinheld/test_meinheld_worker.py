@@ -1,0 +1,200 @@
+"""Gunicorn + the Meinheld worker, one interpreter at a time: each test is a defect of stock 1.0.2 the patches fix.
+
+Every behaviour test runs against the patched wheel on CPython 3.10-3.13 and once against stock 1.0.2 (on 3.11,
+where it still builds and imports), marked xfail(strict=True, raises=AssertionError): the stock run must fail, and
+fail by assertion, or the suite no longer proves what the patches fix.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.meinheld.harness import APP_DIR, Gunicorn, SlowReader
+
+pytestmark = pytest.mark.meinheld
+
+MIB = 1024 * 1024
+MINORS = ("3.10", "3.11", "3.12", "3.13")
+
+
+def _stock(minor: str, why: str) -> object:
+    return pytest.param(
+        ("stock", minor),
+        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=f"stock 1.0.2: {why}"),
+        id=f"stock-{minor}",
+    )
+
+
+def targets(stock_why: str) -> list[object]:
+    """The four patched builds, plus stock 1.0.2 on 3.11 expected to fail for the stated reason."""
+    return [pytest.param(("patched", m), id=f"patched-{m}") for m in MINORS] + [_stock("3.11", stock_why)]
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path):
+    """Start servers for the test and kill them (and their workers) afterwards, whatever happened."""
+    servers: list[Gunicorn] = []
+
+    def start(stack: object, *options: str) -> Gunicorn:
+        server = Gunicorn(stack.venv, tmp_path / f"gunicorn-{len(servers)}.log", *options)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def pid_of_worker(server: Gunicorn) -> int:
+    status, body = server.get("/pid")
+    assert status == 200, body
+    return int(body)
+
+
+@pytest.mark.parametrize("stack", targets("a slow reader spins the worker and stalls it"), indirect=True)
+def test_slow_reader_does_not_delay_other_clients(stack: object, gunicorn: object) -> None:
+    """While one client reads a 50 MiB answer slowly, another client of the same single worker is served at once."""
+    server = gunicorn(stack, "--timeout", "60")
+    reader = SlowReader(server, "/big?mib=50", rate=1 * MIB, duration=4)
+    reader.start()
+    time.sleep(1.0)  # the socket buffer is full by now: the worker must be waiting for the reader, not spinning
+    assert reader.is_alive(), f"the slow read ended early: {reader.summary()}"
+    for _ in range(3):
+        started = time.monotonic()
+        try:
+            status, body = server.get("/", timeout=3)
+        except OSError as exc:
+            raise AssertionError(f"second client got no answer ({exc!r}) while the slow read ran") from exc
+        elapsed = time.monotonic() - started
+        assert status == 200, body
+        assert elapsed < 1.0, f"second client waited {elapsed:.2f}s behind the slow reader"
+        time.sleep(0.3)
+    reader.join(10)
+    assert reader.body_len > 0, reader.summary()
+    assert "bad argument type" not in server.log(), server.log()
+
+
+@pytest.mark.parametrize("stack", targets("--timeout never fires (ctime-only heartbeat)"), indirect=True)
+def test_request_stuck_past_timeout_gets_worker_replaced(stack: object, gunicorn: object) -> None:
+    """A request that blocks the worker longer than --timeout: the arbiter kills it, a new worker serves."""
+    server = gunicorn(stack, "--timeout", "2")
+    old = pid_of_worker(server)
+    with server.connect(timeout=15) as stuck:
+        stuck.sendall(b"GET /block?seconds=60 HTTP/1.0\r\n\r\n")
+        new = server.wait_for_new_worker(old, timeout=12)
+        assert stuck.recv(1024) == b"", "the stuck request was answered: the worker was not killed"
+    assert new != old
+    assert "WORKER TIMEOUT" in server.log()
+    assert server.get("/")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "stack", targets("the arbiter dies: _error() got an unexpected keyword 'exc_info'"), indirect=True
+)
+def test_master_survives_sigkill_of_worker(stack: object, gunicorn: object) -> None:
+    """kill -9 of a worker (what the OOM killer does): the master survives, starts a new worker, which answers."""
+    server = gunicorn(stack)
+    old = pid_of_worker(server)
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and old in server.worker_pids():
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert server.alive(), f"the master died after its worker was killed:\n{server.log()}"
+    assert server.wait_for_new_worker(old, timeout=10) != old
+    assert server.alive()
+    assert "unexpected keyword argument" not in server.log(), server.log()
+
+
+@pytest.mark.parametrize("stack", targets("SIGTERM cuts requests in flight after 1 s"), indirect=True)
+def test_hup_reload_finishes_request_in_flight(stack: object, gunicorn: object) -> None:
+    """HUP while an 8 MiB answer is being read slowly: that answer arrives whole, and a new worker serves."""
+    server = gunicorn(stack, "--graceful-timeout", "20")
+    old = pid_of_worker(server)
+    reader = SlowReader(server, "/big?mib=8", rate=2 * MIB)
+    reader.start()
+    time.sleep(1.0)
+    server.signal_master(signal.SIGHUP)
+    reader.join(30)
+    assert reader.complete(), f"the request in flight was cut by the reload: {reader.summary()}\n{server.log()}"
+    assert server.wait_for_new_worker(old, timeout=10) != old
+
+
+@pytest.mark.parametrize("stack", targets("SIGTERM cuts requests in flight after 1 s"), indirect=True)
+def test_term_finishes_request_in_flight(stack: object, gunicorn: object) -> None:
+    """TERM (graceful stop) while an 8 MiB answer is being read slowly: it arrives whole, then Gunicorn exits 0."""
+    server = gunicorn(stack, "--graceful-timeout", "20")
+    reader = SlowReader(server, "/big?mib=8", rate=2 * MIB)
+    reader.start()
+    time.sleep(1.0)
+    server.signal_master(signal.SIGTERM)
+    reader.join(30)
+    assert reader.complete(), f"the request in flight was cut by TERM: {reader.summary()}\n{server.log()}"
+    assert server.proc is not None
+    assert server.proc.wait(timeout=20) == 0, server.log()
+
+
+@pytest.mark.parametrize("stack", targets("max_requests is ignored"), indirect=True)
+def test_max_requests_with_jitter_recycles_worker(stack: object, gunicorn: object) -> None:
+    """--max-requests 3 --max-requests-jitter 2: each worker serves 3 to 5 requests, then a new one takes over."""
+    server = gunicorn(stack, "--max-requests", "3", "--max-requests-jitter", "2")
+    pids = [pid_of_worker(server) for _ in range(14)]  # the readiness probe in start() was request 1 of worker 1
+    runs: list[int] = []
+    for i, pid in enumerate(pids):
+        if i and pid == pids[i - 1]:
+            runs[-1] += 1
+        else:
+            runs.append(1)
+    assert len(runs) >= 3, f"pids served in runs {runs}: the worker was not recycled"
+    assert runs[0] + 1 in range(3, 6), runs
+    assert all(n in range(3, 6) for n in runs[1:-1]), runs
+    assert "Autorestarting worker" in server.log()
+
+
+@pytest.mark.parametrize("stack", targets("pre_request/post_request never run"), indirect=True)
+def test_pre_and_post_request_hooks_run(
+    stack: object, gunicorn: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gunicorn's pre_request and post_request hooks run for each request, post after the answer with its status."""
+    hooks_log = tmp_path / "hooks.log"
+    monkeypatch.setenv("HOOKS_LOG", str(hooks_log))
+    server = gunicorn(stack, "--config", str(APP_DIR / "hooks_conf.py"))
+    assert server.get("/pid")[0] == 200
+    assert server.get("/big?mib=1")[0] == 200
+    lines = hooks_log.read_text().splitlines() if hooks_log.exists() else []
+    assert lines[-4:] == ["pre GET /pid", "post GET /pid 200", "pre GET /big", "post GET /big 200"], lines
+
+
+@pytest.mark.parametrize(
+    "stack",
+    [pytest.param(("patched", m), id=f"patched-{m}") for m in MINORS]
+    + [_stock("3.13", "undefined symbol Py_TRASHCAN_SAFE_BEGIN")],
+    indirect=True,
+)
+def test_imports_and_serves(stack: object, gunicorn: object) -> None:
+    """The extension imports (3.13 included), the wheel says it is patched and needs greenlet>=3, and it serves."""
+    check = subprocess.run(
+        [
+            str(stack.python),
+            "-c",
+            "import importlib.metadata as m, meinheld.server, greenlet;"
+            "print(m.version('meinheld'), m.requires('meinheld'), greenlet.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    version, _, _ = check.stdout.partition(" ")
+    if stack.kind == "patched":
+        assert "+patched." in version, check.stdout
+        assert "greenlet>=3" in check.stdout, check.stdout
+    server = gunicorn(stack)
+    assert server.get("/") == (200, b"Hello World from Meinheld\n")

@@ -1,0 +1,35 @@
+"""The WSGI app the Meinheld tests serve: each path provokes one of the behaviours the patch series fixes.
+
+Plain WSGI (no framework), so a test venv needs only Gunicorn, greenlet and the Meinheld wheel under test.
+"""
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from urllib.parse import parse_qs
+
+MIB = 1024 * 1024
+StartResponse = Callable[[str, list[tuple[str, str]]], object]
+
+
+def _param(environ: dict, name: str, default: float) -> float:
+    """Read a numeric query parameter, so one app serves every size and delay the tests need."""
+    values = parse_qs(environ.get("QUERY_STRING", "")).get(name)
+    return float(values[0]) if values else default
+
+
+def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+    """Route by path: / greets, /big sends MiB of data, /block holds the worker, /pid names the worker."""
+    path = environ.get("PATH_INFO", "/")
+    if path == "/big":
+        body = b"x" * int(_param(environ, "mib", 50) * MIB)
+    elif path == "/block":
+        # time.sleep blocks the whole event loop: the worker stops heartbeating, as a stuck request would.
+        time.sleep(_param(environ, "seconds", 10))
+        body = b"blocked\n"
+    elif path == "/pid":
+        body = f"{os.getpid()}\n".encode()
+    else:
+        body = b"Hello World from Meinheld\n"
+    start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))])
+    return [body]
