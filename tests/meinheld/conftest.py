@@ -70,7 +70,8 @@ def cached_wheel(kind: str, python: Path) -> Path:
     existing = sorted(out.glob("meinheld-*.whl"))
     if len(existing) == 1:
         return existing[0]
-    shutil.rmtree(out, ignore_errors=True)
+    for stale in out.parent.glob(f"{kind}-{version}*"):  # wheels of earlier patch series: never used again
+        shutil.rmtree(stale, ignore_errors=True)
     downloads = CACHE / "downloads"
     if kind == "patched":
         return build.build_wheel(str(python), out, download_dir=downloads, constraint=SERVER_REQUIREMENTS)
