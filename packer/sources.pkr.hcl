@@ -1,0 +1,148 @@
+# Where images are built. Every source runs the same provisioning (build.pkr.hcl); they differ only in where the
+# machine comes from and how Packer reaches it.
+
+locals {
+  # UTC build time in AMI names and tags: unique per build, and names sort by age.
+  timestamp = formatdate("YYYYMMDDhhmmss", timestamp())
+
+  # Per distribution: the AMI's name and tags (the operator's ami_tags win on a clash) and the base AMI's filter.
+  ami = { for dist, base in var.aws_source_amis : dist => {
+    name         = "${var.ami_name_prefix}-${dist}-${local.timestamp}"
+    ssh_username = base.ssh_username
+    root_device  = base.root_device
+    owners       = base.owners
+    filters = {
+      name                = base.name
+      architecture        = "x86_64"
+      virtualization-type = "hvm"
+      root-device-type    = "ebs"
+    }
+    tags = merge({
+      Name         = "${var.ami_name_prefix}-${dist}-${local.timestamp}"
+      Distribution = dist
+      Project      = "gunicorn-flask"
+      Built-By     = "packer"
+      Built-At     = local.timestamp
+    }, var.ami_tags)
+  } }
+
+  # The encrypted gp3 root volume; gp3's baseline throughput and IOPS spelled out (Packer 1.6.6 insists).
+  root_volume = {
+    volume_size           = var.aws_root_volume_size_gb
+    volume_type           = "gp3"
+    throughput            = 125
+    iops                  = 3000
+    encrypted             = true
+    kms_key_id            = var.aws_kms_key_id
+    delete_on_termination = true
+  }
+}
+
+# --- amazon-ebs: one source per distribution; build one with -only=amazon-ebs.debian12 or -only=amazon-ebs.ubuntu2404 -
+
+source "amazon-ebs" "debian12" {
+  region        = var.aws_region
+  instance_type = var.aws_instance_type
+  subnet_id     = var.aws_subnet_id
+  ssh_username  = local.ami.debian12.ssh_username
+  ami_name      = local.ami.debian12.name
+  tags          = local.ami.debian12.tags
+  snapshot_tags = local.ami.debian12.tags
+  run_tags      = local.ami.debian12.tags
+
+  source_ami_filter {
+    owners      = local.ami.debian12.owners
+    filters     = local.ami.debian12.filters
+    most_recent = true
+  }
+
+  # The builder instance answers metadata requests only with IMDSv2 session tokens.
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  launch_block_device_mappings {
+    device_name           = local.ami.debian12.root_device
+    volume_size           = local.root_volume.volume_size
+    volume_type           = local.root_volume.volume_type
+    throughput            = local.root_volume.throughput
+    iops                  = local.root_volume.iops
+    encrypted             = local.root_volume.encrypted
+    kms_key_id            = local.root_volume.kms_key_id
+    delete_on_termination = local.root_volume.delete_on_termination
+  }
+}
+
+source "amazon-ebs" "ubuntu2404" {
+  region        = var.aws_region
+  instance_type = var.aws_instance_type
+  subnet_id     = var.aws_subnet_id
+  ssh_username  = local.ami.ubuntu2404.ssh_username
+  ami_name      = local.ami.ubuntu2404.name
+  tags          = local.ami.ubuntu2404.tags
+  snapshot_tags = local.ami.ubuntu2404.tags
+  run_tags      = local.ami.ubuntu2404.tags
+
+  source_ami_filter {
+    owners      = local.ami.ubuntu2404.owners
+    filters     = local.ami.ubuntu2404.filters
+    most_recent = true
+  }
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  launch_block_device_mappings {
+    device_name           = local.ami.ubuntu2404.root_device
+    volume_size           = local.root_volume.volume_size
+    volume_type           = local.root_volume.volume_type
+    throughput            = local.root_volume.throughput
+    iops                  = local.root_volume.iops
+    encrypted             = local.root_volume.encrypted
+    kms_key_id            = local.root_volume.kms_key_id
+    delete_on_termination = local.root_volume.delete_on_termination
+  }
+}
+
+# --- qemu: the local image, from the lab's Debian 12 base --------------------------------------------------------
+# The lab's disk is one ext4 filesystem with no partition table and no bootloader: QEMU boots the kernel and initrd
+# that sit beside it (-kernel/-initrd/-append through qemuargs), exactly as the lab boots its VMs. Packer copies the
+# base disk into qemu_output_dir first (use_backing_file = false), so the lab's image stays pristine.
+
+source "qemu" "debian12" {
+  disk_image       = true
+  use_backing_file = false
+  iso_url          = "${var.lab_image_dir}/disk.qcow2"
+  iso_checksum     = "none"
+  skip_resize_disk = true
+  format           = "qcow2"
+  disk_interface   = "virtio"
+  net_device       = "virtio-net"
+  disk_compression = true
+  accelerator      = var.qemu_accelerator
+  cpus             = var.qemu_cpus
+  memory           = var.qemu_memory_mib
+  headless         = true
+  output_directory = var.qemu_output_dir
+  vm_name          = "debian12-gunicorn-flask.qcow2"
+
+  qemuargs = [
+    ["-cpu", var.qemu_cpu_model],
+    ["-kernel", "${var.lab_image_dir}/vmlinuz"],
+    ["-initrd", "${var.lab_image_dir}/initrd.img"],
+    ["-append", "root=/dev/vda rw console=ttyS0 panic=-1"],
+    ["-serial", "file:${var.qemu_serial_log}"],
+  ]
+
+  communicator         = "ssh"
+  ssh_username         = "root"
+  ssh_private_key_file = var.lab_ssh_key
+  ssh_timeout          = "15m"
+  shutdown_command     = "systemctl poweroff"
+  shutdown_timeout     = "5m"
+}
