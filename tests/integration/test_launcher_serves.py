@@ -70,7 +70,7 @@ class Service:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def wait_for_workers(self, count: int, timeout: float = 20) -> list[int]:
+    def wait_for_workers(self, count: int, timeout: float = 60) -> list[int]:
         deadline = time.monotonic() + timeout
         while len(workers := children(self.process.pid)) != count and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -79,7 +79,7 @@ class Service:
     def stop(self) -> str:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        _, stderr = self.process.communicate(timeout=30)
+        _, stderr = self.process.communicate(timeout=60)
         return stderr
 
 
@@ -99,7 +99,7 @@ def launch() -> Iterator:
 
 def test_example_app_served_by_meinheld_workers(launch) -> None:
     service = launch({"APP_DIR": str(REPO / "example_app"), "WEB_CONCURRENCY": "2"})
-    status, body = get(service.url, time.monotonic() + 30)
+    status, body = get(service.url, time.monotonic() + 60)
     assert (status, body) == (200, HELLO)
     assert len(service.wait_for_workers(2)) == 2
     cmdline = Path(f"/proc/{service.process.pid}/cmdline").read_bytes().split(b"\0")
@@ -111,7 +111,7 @@ def test_example_app_served_by_meinheld_workers(launch) -> None:
 
 def test_workers_follow_affinity(launch) -> None:
     service = launch({"APP_DIR": str(REPO / "example_app"), "WORKERS_PER_CORE": "3"}, ("taskset", "-c", "0"))
-    assert get(service.url, time.monotonic() + 30)[0] == 200
+    assert get(service.url, time.monotonic() + 60)[0] == 200
     assert len(service.wait_for_workers(3)) == 3
 
 
@@ -124,7 +124,7 @@ def test_prestart_export_reaches_the_app(launch, tmp_path: Path) -> None:
     )
     (tmp_path / "prestart.sh").write_text("export GREETING='set by prestart'\n")
     service = launch({"APP_DIR": str(tmp_path), "WEB_CONCURRENCY": "1"})
-    assert get(service.url, time.monotonic() + 30) == (200, "set by prestart")
+    assert get(service.url, time.monotonic() + 60) == (200, "set by prestart")
 
 
 @pytest.mark.parametrize(
@@ -138,7 +138,7 @@ def test_prestart_export_reaches_the_app(launch, tmp_path: Path) -> None:
 )
 def test_bad_value_stops_the_start_with_one_line(launch, env: dict[str, str], line: str) -> None:
     service = launch({"APP_DIR": str(REPO / "example_app"), **env})
-    assert service.process.wait(timeout=30) == 2
+    assert service.process.wait(timeout=60) == 2
     messages = [text for text in service.stop().splitlines() if not text.startswith("start: exec ")]
     assert messages == [messages[0]]
     assert messages[0].startswith(line)
