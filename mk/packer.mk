@@ -4,6 +4,11 @@
 APT_PACKAGES += packer qemu-system-x86 qemu-utils openssh-client
 PACKER_LOCAL := PYTHONPATH=$(CURDIR) $(BIN)/python packer/local.py
 IMAGE_DIR := $(CACHE)/packer/debian12
+# What goes into the image: a change to any of these makes `test-image` rebuild it first.
+IMAGE_INPUTS := $(shell find packer playbooks roles files example_app meinheld_build -type f \
+	! -name '*.md' ! -name '*.pyc' ! -path '*/__pycache__/*' 2>/dev/null)
+
+TEST_TIERS += packer-check
 
 .PHONY: image packer-check test-image
 
@@ -13,6 +18,8 @@ packer-check: deps venv ## packer fmt -check, then validate every source (qemu, 
 image: deps venv ## build the qemu image (Debian 12 + site.yml's roles) into .cache/packer/debian12; prints time and size
 	$(PACKER_LOCAL) build
 
-test-image: deps venv ## boot the built image with 1 and 2 vCPUs (one at a time, no Ansible): workers, identity (builds it if missing)
-	@test -f $(IMAGE_DIR)/build.json || $(MAKE) --no-print-directory image
+$(IMAGE_DIR)/build.json: $(IMAGE_INPUTS) | deps venv
+	$(PACKER_LOCAL) build
+
+test-image: deps venv $(IMAGE_DIR)/build.json ## boot the image (rebuilt if its inputs changed) with 1 and 2 vCPUs, no Ansible
 	$(BIN)/pytest -m vm tests/image

@@ -173,7 +173,9 @@ def build() -> int:
     }
     started = time.monotonic()
     env = {**os.environ, "PACKER_CACHE_DIR": str(work / "packer_cache"), "PACKER_NO_COLOR": "1"}
-    run(["packer", "build", f"-only={QEMU_SOURCE}", *var_args(values), str(hcl)], env=env)
+    # PACKER_ON_ERROR=abort keeps a failed build's VM running for a look inside (Packer's -on-error).
+    on_error = [f"-on-error={os.environ['PACKER_ON_ERROR']}"] if os.environ.get("PACKER_ON_ERROR") else []
+    run(["packer", "build", f"-only={QEMU_SOURCE}", *on_error, *var_args(values), str(hcl)], env=env)
     seconds = time.monotonic() - started
     disks = sorted(output.glob("*.qcow2"))
     if len(disks) != 1:
