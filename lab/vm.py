@@ -102,6 +102,14 @@ def serial_tail(vm_dir: Path, lines: int = SERIAL_TAIL_LINES) -> str:
     return "\n".join(text.replace("\r", "").splitlines()[-lines:])
 
 
+def kernel_panicked(vm_dir: Path) -> bool:
+    """A panic reboots the guest (panic=-1; reboots must work for playbooks), so the log is where a panic shows."""
+    try:
+        return "Kernel panic - not syncing" in (vm_dir / "serial.log").read_text(errors="replace")
+    except OSError:
+        return False
+
+
 def write_inventory(layout: Layout, state: VmState) -> Path:
     """The per-VM inventory, plus ``vms/inventory.yml`` covering every running VM."""
     key = layout.ssh_key
@@ -200,6 +208,8 @@ def _wait_for_systemd(layout: Layout, state: VmState, started: float, timeout: f
     while time.monotonic() < deadline:
         if not is_our_qemu(state.pid, vm_dir):
             raise BootError(f"VM {state.name}: QEMU exited during boot. Serial console:\n{serial_tail(vm_dir)}")
+        if kernel_panicked(vm_dir):
+            raise BootError(f"VM {state.name}: the guest kernel panicked. Serial console:\n{serial_tail(vm_dir)}")
         remaining = max(5.0, deadline - time.monotonic())
         try:
             res = ssh.run(layout.ssh_key, state.ssh_port, ["systemctl", "is-system-running", "--wait"], remaining)

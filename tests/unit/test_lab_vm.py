@@ -67,6 +67,12 @@ def test_serial_tail_returns_the_last_lines(tmp_path: Path) -> None:
     assert tail == "line 97\nline 98\nline 99"
 
 
+@pytest.mark.parametrize(("log", "panicked"), [("ok\nKernel panic - not syncing: VFS\n", True), ("booting\n", False)])
+def test_kernel_panic_is_spotted_in_the_serial_log(tmp_path: Path, log: str, panicked: bool) -> None:
+    (tmp_path / "serial.log").write_text(log)
+    assert vm.kernel_panicked(tmp_path) is panicked
+
+
 def test_write_inventory_lists_every_vm(layout: Layout, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vm.ports, "is_free", lambda p: True)
     a = vm._reserve(layout, state("a"), None, None)
