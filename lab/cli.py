@@ -111,6 +111,8 @@ def _run(args: argparse.Namespace, layout: Layout) -> int:
         if state is None:
             raise RuntimeError(f"no VM named {args.name}")
         remote = args.remote[1:] if args.remote[:1] == ["--"] else args.remote
+        if len(remote) == 1:  # one word is a shell command line, as with plain ssh
+            remote = ["sh", "-c", remote[0]]
         return subprocess.call(ssh.command(layout.ssh_key, state.ssh_port, remote))
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -20,7 +21,11 @@ COMMON_OPTIONS = (
 
 
 def command(key: Path, port: int, remote: list[str], connect_timeout: int = 10) -> list[str]:
-    """``ssh`` as root to 127.0.0.1:port with the lab key, never prompting."""
+    """``ssh`` as root to 127.0.0.1:port with the lab key, never prompting.
+
+    ssh joins its arguments with spaces for the remote shell, so each is quoted here: the guest runs exactly the
+    argv ``remote`` (pass ``["sh", "-c", "a; b"]`` for shell syntax).
+    """
     return [
         "ssh",
         "-i",
@@ -34,7 +39,7 @@ def command(key: Path, port: int, remote: list[str], connect_timeout: int = 10) 
         f"ConnectTimeout={connect_timeout}",
         "root@127.0.0.1",
         "--",
-        *remote,
+        shlex.join(remote),
     ]
 
 

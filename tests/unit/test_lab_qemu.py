@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import accel, qemu
+from lab import accel, qemu, ssh
 
 
 def spec(**over: object) -> qemu.VmSpec:
@@ -114,3 +114,10 @@ def test_detect_honours_override_and_cache(tmp_path: Path, monkeypatch: pytest.M
     assert accel.detect(cache, Path("/k")) == "kvm"
     assert accel.detect(cache, Path("/k")) == "kvm"
     assert len(calls) == 1
+
+
+def test_ssh_quotes_the_remote_argv() -> None:
+    cmd = ssh.command(Path("/k"), 2300, ["sh", "-c", 'for f in /a/*; do echo "$f"; done'])
+    assert cmd[-2:] == ["--", "sh -c 'for f in /a/*; do echo \"$f\"; done'"]
+    assert cmd[cmd.index("-p") + 1] == "2300"
+    assert "BatchMode=yes" in cmd
