@@ -6,6 +6,9 @@ DIST ?= debian12
 MOLECULE_SCENARIOS ?= default debian13 ubuntu2404
 DEMO_VM := demo
 
+# The VM tier joins `make test` (green: two boots, about 3 min). test-molecule is added by the lead once the roles pass.
+TEST_TIERS += test-lab
+
 .PHONY: demo down lab-image lab-status test-lab test-molecule
 
 demo: deps venv ## boot the Debian 12 lab VM (2 vCPUs) and provision it with playbooks/site.yml, then show the app
