@@ -1,0 +1,12 @@
+# The fast molecule tier (lab/container.py, python -m lab.container): Debian 12 as a systemd-nspawn container with
+# slirp4netns networking instead of a TCG VM; converge, idempotence and the full tests/verify suite.
+
+APT_PACKAGES += systemd-container slirp4netns mmdebstrap util-linux openssh-client debian-archive-keyring ca-certificates
+
+.PHONY: test-container container-rootfs
+
+container-rootfs: venv ## build (or reuse) the cached Debian 12 container tree under .cache/lab/containers
+	$(BIN)/python -m lab.container build
+
+test-container: deps venv ## molecule scenario `container`: site.yml on a Debian 12 systemd container, idempotence, tests/verify
+	$(BIN)/molecule test -s container
