@@ -199,7 +199,7 @@ def build() -> int:
     output.rename(final)
     shutil.rmtree(work, ignore_errors=True)
     print(
-        f">> image {final / disks[0].name}: built in {seconds / 60:.0f} min {seconds % 60:.0f} s ({accelerator}), "
+        f">> image {final / disks[0].name}: built in {int(seconds // 60)} min {int(seconds % 60)} s ({accelerator}), "
         f"{human_bytes(record['image_bytes'])} on disk (compressed qcow2), {human_bytes(info['virtual-size'])} virtual"
     )
     return 0
