@@ -348,15 +348,10 @@ def _wait_for_systemd(layout: Layout, state: State, started: float, timeout: flo
                 f"{state.name}: nspawn exited during boot. Console:\n{tail(directory / 'console.log')}"
             )
         try:
-            res = ssh.run(layout.ssh_key, state.ssh_port, ["systemctl", "is-system-running", "--wait"], 60)
+            answer, _ = ssh.system_state(layout.ssh_key, state.ssh_port, state.name, 60)
         except subprocess.TimeoutExpired:
             continue
-        answer = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
-        if answer == "running":
-            return answer
-        if answer == "degraded":
-            failed = ssh.run(layout.ssh_key, state.ssh_port, ["systemctl", "--failed", "--no-legend", "--plain"])
-            progress.step(f"{state.name}: systemd degraded; failed units:\n{failed.stdout.strip()}")
+        if answer in ssh.SETTLED:
             return answer
         time.sleep(0.5)
     raise ContainerError(f"{state.name}: not up after {timeout:.0f}s. Console:\n{tail(directory / 'console.log')}")

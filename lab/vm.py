@@ -212,20 +212,15 @@ def _wait_for_systemd(layout: Layout, state: VmState, started: float, timeout: f
             raise BootError(f"VM {state.name}: the guest kernel panicked. Serial console:\n{serial_tail(vm_dir)}")
         remaining = max(5.0, deadline - time.monotonic())
         try:
-            res = ssh.run(layout.ssh_key, state.ssh_port, ["systemctl", "is-system-running", "--wait"], remaining)
+            answer, ssh_status = ssh.system_state(layout.ssh_key, state.ssh_port, state.name, remaining)
         except subprocess.TimeoutExpired:
             break
-        answer = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
         if answer and not reported_ssh:
             reported_ssh = True
             progress.step(f"{state.name}: SSH answered after {time.monotonic() - started:.0f}s")
-        if answer == "running":
+        if answer in ssh.SETTLED:
             return answer
-        if answer == "degraded":
-            failed = ssh.run(layout.ssh_key, state.ssh_port, ["systemctl", "--failed", "--no-legend", "--plain"])
-            progress.step(f"{state.name}: systemd degraded; failed units:\n{failed.stdout.strip()}")
-            return answer
-        if answer in ("starting", "initializing") or res.returncode == 255:
+        if answer in ("starting", "initializing") or ssh_status == 255:
             time.sleep(2)
             continue
         raise BootError(f"VM {state.name}: systemd says {answer!r}. Serial console:\n{serial_tail(vm_dir)}")
