@@ -130,12 +130,8 @@ def _own_cgroup_dirs(root: Path, proc_cgroup: Path, controller: str | None) -> l
         candidates = [root / controllers, root / controller, root / "cpu,cpuacct"]
         mount = next((c for c in candidates if c.is_dir()), root / controller)
     relative = Path(path.lstrip("/"))
-    dirs = [mount / relative, *[mount / parent for parent in relative.parents]]
-    seen: list[Path] = []
-    for directory in dirs:
-        if directory not in seen:
-            seen.append(directory)
-    return seen
+    # dict.fromkeys drops the repeat of the mount root that "/" yields, keeping innermost-first order.
+    return list(dict.fromkeys([mount / relative, *[mount / parent for parent in relative.parents]]))
 
 
 def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGROUP) -> float | None:

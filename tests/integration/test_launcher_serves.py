@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,30 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.procs import children_map, free_port
 from tests.conftest import FILES, REPO
 from tests.integration.runtime_venv import runtime_python
 
 HELLO = "Hello World from Flask"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def children(pid: int) -> list[int]:
-    """Direct child processes of pid, read from /proc (what Gunicorn's workers are)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def get(url: str, deadline: float) -> tuple[int, str]:
@@ -72,7 +52,7 @@ class Service:
 
     def wait_for_workers(self, count: int, timeout: float = 60) -> list[int]:
         deadline = time.monotonic() + timeout
-        while len(workers := children(self.process.pid)) != count and time.monotonic() < deadline:
+        while len(workers := children_map().get(self.process.pid, [])) != count and time.monotonic() < deadline:
             time.sleep(0.2)
         return workers
 
