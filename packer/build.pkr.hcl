@@ -4,6 +4,8 @@
 locals {
   # `make image` runs Packer 1.6.6 on a copy of these files elsewhere, so it names the checkout explicitly.
   repo_root = var.repo_root != "" ? var.repo_root : "${path.root}/.."
+  # A ready Meinheld wheel replaces the role's default (the builder dir, compiled on the machine being baked).
+  meinheld_arguments = var.meinheld_wheel != "" ? ["--extra-vars", jsonencode({ server_meinheld_source = var.meinheld_wheel })] : []
 }
 
 build {
@@ -24,7 +26,7 @@ build {
       "ANSIBLE_HOST_KEY_CHECKING=False",
       "ANSIBLE_FORCE_COLOR=1",
     ]
-    extra_arguments = var.ansible_extra_arguments
+    extra_arguments = concat(local.meinheld_arguments, var.ansible_extra_arguments)
   }
 
   post-processor "manifest" {

@@ -8,7 +8,11 @@ checks separately that every amazon-ebs source of the real files requires IMDSv2
 
 Run from the checkout's root with the controller venv's python (the Makefile does):
     python packer/local.py check
-    python packer/local.py build
+    python packer/local.py build [--meinheld-wheel PATH.whl]
+
+``build --meinheld-wheel`` bakes a wheel built on this machine instead of compiling Meinheld in the TCG guest (most
+of the build's time otherwise): `make image` passes the one built for the controller's /usr/bin/python3, which is
+the Python of the lab's Debian 12 base.
 """
 
 from __future__ import annotations
@@ -108,8 +112,17 @@ def _version() -> tuple[int, int, int]:
 
 
 def _check_qemu_vars(work: Path) -> dict[str, object]:
-    """The qemu inputs for `validate`: it opens the SSH key (the lab's, created if missing) but not the image files."""
-    return {"repo_root": REPO, "lab_image_dir": work / "lab-image", "lab_ssh_key": _lab_key()}
+    """The qemu inputs for `validate`: it opens the SSH key (the lab's, created if missing) but not the image files.
+
+    meinheld_wheel is set so the branch `make image` takes (the wheel as an extra var) is evaluated too; validate
+    does not open it.
+    """
+    return {
+        "repo_root": REPO,
+        "lab_image_dir": work / "lab-image",
+        "lab_ssh_key": _lab_key(),
+        "meinheld_wheel": work / "meinheld-0-cp311-cp311-linux_x86_64.whl",
+    }
 
 
 def _lab_key() -> Path:
@@ -148,8 +161,21 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def build() -> int:
+def wheel_source(path: Path | None) -> dict[str, object]:
+    """The meinheld_wheel variable for a build: an existing .whl as an absolute path, or nothing (compile in the guest).
+
+    Checked here, before the base image and the VM, so a wrong path fails in a second rather than after the boot.
+    """
+    if path is None:
+        return {}
+    if path.suffix != ".whl" or not path.is_file():
+        raise ValueError(f"--meinheld-wheel {path}: not a .whl file")
+    return {"meinheld_wheel": path.resolve()}
+
+
+def build(meinheld_wheel: Path | None = None) -> int:
     """Build the qemu image from the lab's current Debian 12 base into .cache/packer/debian12/."""
+    wheel_var = wheel_source(meinheld_wheel)
     layout = Layout.default()
     base = image.build(dists.get("debian12"), layout)
     work = CACHE / "work"
@@ -170,6 +196,7 @@ def build() -> int:
         "qemu_cpu_model": "host" if accelerator == "kvm" else "max",
         "qemu_serial_log": work / "serial.log",
         "manifest_path": work / "manifest.json",
+        **wheel_var,
     }
     started = time.monotonic()
     env = {**os.environ, "PACKER_CACHE_DIR": str(work / "packer_cache"), "PACKER_NO_COLOR": "1"}
@@ -188,6 +215,7 @@ def build() -> int:
         "image": disks[0].name,
         "base": base.directory.name,
         "accelerator": accelerator,
+        "meinheld": meinheld_wheel.name if meinheld_wheel else "compiled in the guest",
         "build_seconds": round(seconds, 1),
         "image_bytes": disks[0].stat().st_size,
         "virtual_bytes": info["virtual-size"],
@@ -209,11 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch ``check`` or ``build``; a failed command prints its own error and the exit status says it."""
     p = argparse.ArgumentParser(prog="python packer/local.py", description=__doc__.splitlines()[0])
     p.add_argument("command", choices=["check", "build"])
+    p.add_argument("--meinheld-wheel", type=Path, help="build: bake this wheel instead of compiling Meinheld in the VM")
     args = p.parse_args(argv)
     try:
-        return check() if args.command == "check" else build()
+        return check() if args.command == "check" else build(args.meinheld_wheel)
     except subprocess.CalledProcessError as exc:
         print(f"error: {' '.join(map(str, exc.cmd))} exited {exc.returncode}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
 
 

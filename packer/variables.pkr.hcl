@@ -134,6 +134,16 @@ variable "repo_root" {
   default     = ""
 }
 
+variable "meinheld_wheel" {
+  type        = string
+  description = <<-EOT
+    A patched Meinheld wheel on this machine, built for the image's Python (`make meinheld-wheel`), baked in as the
+    server role's server_meinheld_source instead of compiling Meinheld in the builder. Empty: the builder compiles it
+    (the AMI sources, whose architecture and Python need not match this machine's). `make image` sets it.
+  EOT
+  default     = ""
+}
+
 variable "ansible_extra_arguments" {
   type        = list(string)
   description = "Extra ansible-playbook arguments, e.g. [\"--extra-vars\", \"@my-apps.yml\"] to bake other apps than the example."

@@ -68,6 +68,8 @@ class Instance:
     key: Path
     workdir: Path
     boot_seconds: float = 0.0
+    # time.monotonic() when QEMU was launched, so callers can time their own milestones (first HTTP 200) from power-on.
+    launched_at: float = 0.0
 
     def run(self, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run a shell command line in the guest as root (ssh hands the string to root's login shell)."""
@@ -125,8 +127,8 @@ def boot(image: BuiltImage, cpus: int, memory_mib: int = 1024, timeout: float = 
             machine_id="",
         )
         command = with_cmdline(qemu.command(spec), KERNEL_CMDLINE) + credential_arg("ssh.authorized_keys.root", pubkey)
-        instance = Instance(cpus, ssh_port, http_port, layout.ssh_key, workdir)
         started = time.monotonic()
+        instance = Instance(cpus, ssh_port, http_port, layout.ssh_key, workdir, launched_at=started)
         launched = subprocess.run(command, capture_output=True, text=True, check=False)
         if launched.returncode != 0:
             raise RuntimeError(f"qemu did not start: {launched.stderr.strip()}")

@@ -107,3 +107,22 @@ def test_var_args_are_sorted_pairs(local) -> None:
 @pytest.mark.parametrize(("n", "text"), [(512 * 1024**2, "512.0 MiB"), (3 * 1024**3 // 2, "1.50 GiB")])
 def test_sizes_are_human(local, n: int, text: str) -> None:
     assert local.human_bytes(n) == text
+
+
+def test_a_wheel_becomes_the_absolute_meinheld_wheel_variable(local, tmp_path: Path, monkeypatch) -> None:
+    wheel = tmp_path / "meinheld-1.0.2+patched.g0-cp311-cp311-linux_x86_64.whl"
+    wheel.write_bytes(b"PK")
+    monkeypatch.chdir(tmp_path)
+    assert local.wheel_source(Path(wheel.name)) == {"meinheld_wheel": wheel}
+
+
+def test_no_wheel_leaves_the_compile_in_the_guest_default(local) -> None:
+    assert local.wheel_source(None) == {}
+
+
+@pytest.mark.parametrize("name", ["missing.whl", "meinheld.tar.gz", "wheels"], ids=["missing", "not-a-wheel", "dir"])
+def test_a_bad_wheel_path_is_refused_before_the_build(local, tmp_path: Path, name: str) -> None:
+    (tmp_path / "meinheld.tar.gz").write_bytes(b"")
+    (tmp_path / "wheels").mkdir()
+    with pytest.raises(ValueError, match=r"not a \.whl file"):
+        local.wheel_source(tmp_path / name)
