@@ -8,6 +8,7 @@ python -m lab status                  every VM the lab knows, as JSON
 python -m lab inventory NAME          path of the VM's Ansible inventory
 python -m lab ssh NAME -- CMD...      run a command in the VM as root
 python -m lab report NAME             the VM's URL, what it answers, and its Gunicorn workers per cores
+python -m lab wheel DIST [--path]     build (or reuse) the Meinheld wheel for DIST's Python on this controller
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import shutil
 import subprocess
 import sys
 
-from lab import dists, image, progress, report, ssh, vm
+from lab import dists, image, progress, report, ssh, vm, wheel
 from lab.paths import Layout
+from meinheld_build.build import BuildError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("ssh", help="run a command in a VM")
     sh.add_argument("name")
     sh.add_argument("remote", nargs=argparse.REMAINDER)
+    whl = sub.add_parser("wheel", help="the Meinheld wheel for DIST's guests, built on this controller (JSON)")
+    whl.add_argument("dist", choices=sorted(dists.DISTS))
+    whl.add_argument("--path", action="store_true", help="print only the wheel's path (nothing when there is none)")
     return p
 
 
@@ -106,6 +111,14 @@ def _run(args: argparse.Namespace, layout: Layout) -> int:
         print(path)
     elif args.command == "report":
         return report.show(layout, args.name)
+    elif args.command == "wheel":
+        choice = wheel.for_dist(dists.get(args.dist))
+        if choice.wheel is None:
+            progress.step(f"no controller-built wheel for {choice.dist}: {choice.reason}")
+        if args.path:
+            print(choice.wheel or "")
+        else:
+            print(json.dumps({**dataclasses.asdict(choice), "wheel": str(choice.wheel) if choice.wheel else None}))
     elif args.command == "ssh":
         state = vm.load(layout, args.name)
         if state is None:
@@ -122,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args, Layout.default())
-    except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as exc:
+    except (RuntimeError, ValueError, OSError, subprocess.SubprocessError, BuildError) as exc:
         progress.step(f"error: {exc}")
         return 1
 

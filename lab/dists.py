@@ -42,6 +42,10 @@ class Dist:
     security_mirror: str
     components: tuple[str, ...]
     extra_packages: tuple[str, ...]
+    # The release's python3 (minor) and glibc: a Meinheld wheel built on the controller serves this guest only for
+    # the same CPython minor and a glibc no newer than the guest's (lab/wheel.py). Not part of the image's cache key.
+    python: str = ""
+    glibc: str = ""
 
     @property
     def packages(self) -> tuple[str, ...]:
@@ -75,8 +79,28 @@ UBUNTU_MIRROR = "http://archive.ubuntu.com/ubuntu"
 DISTS: dict[str, Dist] = {
     d.name: d
     for d in (
-        Dist("debian12", "debian", "bookworm", DEBIAN_MIRROR, DEBIAN_SECURITY, ("main",), ("linux-image-cloud-amd64",)),
-        Dist("debian13", "debian", "trixie", DEBIAN_MIRROR, DEBIAN_SECURITY, ("main",), ("linux-image-cloud-amd64",)),
+        Dist(
+            "debian12",
+            "debian",
+            "bookworm",
+            DEBIAN_MIRROR,
+            DEBIAN_SECURITY,
+            ("main",),
+            ("linux-image-cloud-amd64",),
+            "3.11",
+            "2.36",
+        ),
+        Dist(
+            "debian13",
+            "debian",
+            "trixie",
+            DEBIAN_MIRROR,
+            DEBIAN_SECURITY,
+            ("main",),
+            ("linux-image-cloud-amd64",),
+            "3.13",
+            "2.41",
+        ),
         # Ubuntu's kernel packages need initramfs-tools named explicitly with --variant=apt.
         Dist(
             "ubuntu2404",
@@ -86,6 +110,8 @@ DISTS: dict[str, Dist] = {
             UBUNTU_MIRROR,
             ("main",),
             ("initramfs-tools", "linux-image-virtual"),
+            "3.12",
+            "2.39",
         ),
         Dist(
             "ubuntu2204",
@@ -95,6 +121,8 @@ DISTS: dict[str, Dist] = {
             UBUNTU_MIRROR,
             ("main",),
             ("initramfs-tools", "linux-image-virtual"),
+            "3.10",
+            "2.35",
         ),
     )
 }
