@@ -7,6 +7,7 @@ fail by assertion, or the suite no longer proves what the patches fix.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -170,6 +171,83 @@ def test_pre_and_post_request_hooks_run(
     assert server.get("/big?mib=1")[0] == 200
     lines = hooks_log.read_text().splitlines() if hooks_log.exists() else []
     assert lines[-4:] == ["pre GET /pid", "post GET /pid 200", "pre GET /big", "post GET /big 200"], lines
+
+
+@pytest.mark.parametrize("stack", targets("pre_request never runs"), indirect=True)
+def test_default_pre_request_logs_at_debug_level(stack: object, gunicorn: object) -> None:
+    """With --log-level debug, Gunicorn's default pre_request logs each request: the fast path must not skip it."""
+    server = gunicorn(stack, "--log-level", "debug")
+    assert server.get("/pid")[0] == 200
+    assert "[DEBUG] GET /pid" in server.log(), server.log()
+
+
+@pytest.mark.parametrize("stack", targets("the loop never calls the worker's watchdog"), indirect=True)
+def test_watchdog_wrapped_in_post_worker_init_runs_every_second(
+    stack: object, gunicorn: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A post_worker_init hook that wraps worker.watchdog (a memory limit would): the loop calls the wrapper about once
+    a second, idle or serving, and the original still heartbeats, so --timeout 2 does not kill the idle worker."""
+    watchdog_log = tmp_path / "watchdog.log"
+    monkeypatch.setenv("WATCHDOG_LOG", str(watchdog_log))
+    server = gunicorn(stack, "--config", str(APP_DIR / "watchdog_conf.py"), "--timeout", "2")
+    old = pid_of_worker(server)
+    watchdog_log.unlink(missing_ok=True)
+    started = time.monotonic()
+    for _ in range(5):
+        time.sleep(0.5)
+        assert server.get("/")[0] == 200
+    time.sleep(3.0)  # idle: the loop wakes up from epoll once a second by itself
+    elapsed = time.monotonic() - started
+    assert pid_of_worker(server) == old, f"the worker was replaced: the heartbeat stopped\n{server.log()}"
+    calls = [float(t) for t in watchdog_log.read_text().split()] if watchdog_log.exists() else []
+    # at most once per wall-clock second (the loop compares whole seconds), and not much less when idle
+    assert int(elapsed) - 1 <= len(calls) <= int(elapsed) + 2, f"{len(calls)} calls in {elapsed:.1f}s: {calls}"
+    assert "WORKER TIMEOUT" not in server.log(), server.log()
+
+
+# What MeinheldWorker.request_handler() hands the loop, per configuration: run in the stack's interpreter.
+HANDLER_PROBE = """
+import json, sys
+from gunicorn.config import Config
+from gunicorn.glogging import Logger
+from meinheld.gmeinheld import MeinheldWorker
+cfg = Config()
+for name, value in json.loads(sys.argv[1]).items():
+    cfg.set(name, value)
+worker = MeinheldWorker.__new__(MeinheldWorker)  # no sockets or arbiter needed to pick the handler
+worker.cfg, worker.log = cfg, Logger(cfg)
+worker.max_requests = cfg.max_requests or sys.maxsize
+worker.wsgi = app = lambda environ, start_response: []
+handler = worker.request_handler()
+print("app" if handler is app else handler.__name__)
+"""
+
+
+@pytest.mark.parametrize("stack", [pytest.param(("patched", m), id=f"patched-{m}") for m in MINORS], indirect=True)
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        pytest.param({}, "app", id="defaults-app-itself"),
+        pytest.param({"loglevel": "debug"}, "handle_request", id="debug-log-default-pre-request"),
+        pytest.param({"max_requests": 100}, "count_request", id="max-requests-counter-only"),
+        pytest.param({"pre_request": "hooks_conf.pre_request"}, "handle_request", id="pre-request-hook"),
+        pytest.param({"post_request": "hooks_conf.post_request"}, "handle_request", id="post-request-hook"),
+    ],
+)
+def test_request_handler_skips_the_wrapper_only_when_it_has_nothing_to_do(
+    stack: object, settings: dict[str, object], expected: str
+) -> None:
+    """The per-request wrapper costs a few percent of throughput; it runs exactly when a hook, debug logging of the
+    default pre_request, or max_requests needs it, and the loop gets the app itself otherwise."""
+    probe = subprocess.run(
+        [str(stack.python), "-c", HANDLER_PROBE, json.dumps(settings)],
+        capture_output=True,
+        text=True,
+        cwd=APP_DIR,
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == expected
 
 
 @pytest.mark.parametrize(
