@@ -210,6 +210,7 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
         "accesslog": None if access_log.lower() == "off" else access_log,
         "errorlog": _get(env, "ERROR_LOG") or DEFAULTS["ERROR_LOG"],
         "control_socket": _control_socket(env),
+        "worker_max_memory_mib": _positive_int(env, "WORKER_MAX_MEMORY", allow_zero=True) or None,
     }
 
 
@@ -241,6 +242,45 @@ else:
 def on_starting(server: Any) -> None:
     """Log the resolved settings once per start, so the journal says what the service sized itself to."""
     server.log.info("resolved settings: %s", json.dumps(settings, sort_keys=True))
+
+
+def resident_mib(statm: Path = Path("/proc/self/statm")) -> float:
+    """Resident set size of the calling process in MiB (the second field of statm, in pages)."""
+    return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def retire_when_over(worker: Any, limit_mib: int, rss: Callable[[], float] = resident_mib) -> Callable[[], None]:
+    """Wrap the Meinheld worker's watchdog so a worker above WORKER_MAX_MEMORY retires itself gracefully.
+
+    Meinheld's loop calls the watchdog about once a second, so the check costs nothing per request. Retiring is what
+    max_requests does: stop accepting, finish the requests in flight, exit; the arbiter forks a fresh worker. The host
+    never swaps for a leaking app, and no client but the ones on the leaking worker notices.
+    """
+    original = worker.watchdog
+
+    def watchdog() -> None:
+        original()
+        if worker.alive and (used := rss()) > limit_mib:
+            worker.log.warning(
+                "worker %s uses %.0f MiB, above WORKER_MAX_MEMORY=%s: retiring it", worker.pid, used, limit_mib
+            )
+            worker.alive = False
+            from meinheld import server as meinheld_server  # only a Meinheld worker gets here
+
+            meinheld_server.stop(int(worker.cfg.graceful_timeout))
+
+    return watchdog
+
+
+def post_worker_init(worker: Any) -> None:
+    """Arm the per-worker memory limit; Meinheld's loop looks up worker.watchdog after this hook returns."""
+    limit = settings["worker_max_memory_mib"]
+    if limit is None:
+        return
+    if not hasattr(worker, "watchdog"):
+        worker.log.warning("WORKER_MAX_MEMORY=%s is enforced for Meinheld workers only; this worker ignores it", limit)
+        return
+    worker.watchdog = retire_when_over(worker, limit)
 
 
 if __name__ == "__main__":

@@ -136,7 +136,9 @@ def gunicorn_argv(python: str, app_dir: Path, conf: Path, target: str, worker_cl
 
 def prepare(environ: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     """Resolve everything a start needs; raise LaunchError before anything is exec'd."""
-    app_dir = Path(_get(environ, "APP_DIR") or os.getcwd()).resolve()
+    # Absolute, not resolved: APP_DIR is the `current` release link, and Gunicorn must chdir through the link again at
+    # every graceful reload to pick up the release it points to then.
+    app_dir = Path(os.path.abspath(_get(environ, "APP_DIR") or os.getcwd()))
     if not app_dir.is_dir():
         raise LaunchError(f"APP_DIR={str(app_dir)!r} is invalid: not a directory")
     env = run_prestart(app_dir, environ)
@@ -147,13 +149,20 @@ def prepare(environ: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     return gunicorn_argv(sys.executable, app_dir, conf, target, worker_class), env
 
 
-def main() -> None:
-    """Exec Gunicorn, or print one line naming what is wrong and exit 2."""
+def main(args: list[str] = sys.argv[1:]) -> None:
+    """Exec Gunicorn, or print one line naming what is wrong and exit 2.
+
+    `--check` stops after the checks (prestart, module lookup, config file, import): the app role runs it on a new
+    release before the `current` link moves, so a release that cannot start never replaces one that serves.
+    """
     try:
         argv, env = prepare(os.environ)
     except LaunchError as error:
         print(f"start: {error}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_CONFIG_ERROR) from None
+    if "--check" in args:
+        print(f"start: ok, would exec {' '.join(argv)}", flush=True)
+        return
     print(f"start: exec {' '.join(argv)}", file=sys.stderr, flush=True)
     os.execve(argv[0], argv, env)
 

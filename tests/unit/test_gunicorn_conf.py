@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -41,6 +41,7 @@ def test_defaults_match_the_image(conf: ModuleType) -> None:
         "accesslog": "-",
         "errorlog": "-",
         "control_socket": None,
+        "worker_max_memory_mib": None,
     }
 
 
@@ -69,6 +70,8 @@ def test_defaults_match_the_image(conf: ModuleType) -> None:
         ({"RUNTIME_DIRECTORY": "/run/a:/run/b"}, "control_socket", "/run/a/gunicorn.ctl"),
         ({"RUNTIME_DIRECTORY": "/run/a", "CONTROL_SOCKET": "off"}, "control_socket", None),
         ({"CONTROL_SOCKET": "/run/x/ctl.sock"}, "control_socket", "/run/x/ctl.sock"),
+        ({"WORKER_MAX_MEMORY": "256"}, "worker_max_memory_mib", 256),
+        ({"WORKER_MAX_MEMORY": "0"}, "worker_max_memory_mib", None),  # 0 = no limit
         ({"WEB_CONCURRENCY": ""}, "workers", 4),  # `NAME=` in an env file means unset
         ({"WORKERS_PER_CORE": " "}, "workers", 4),
     ],
@@ -129,6 +132,8 @@ def test_worker_count(conf: ModuleType, env: dict[str, str], cores: int, workers
         ("TIMEOUT", "-1"),
         ("GRACEFUL_TIMEOUT", "soon"),
         ("KEEP_ALIVE", "-5"),
+        ("WORKER_MAX_MEMORY", "1G"),
+        ("WORKER_MAX_MEMORY", "-1"),
     ],
 )
 def test_bad_value_names_variable_and_value(conf: ModuleType, name: str, value: str) -> None:
@@ -240,3 +245,40 @@ def test_gunicorn_reads_module_names(conf: ModuleType) -> None:
     assert conf.bind == [conf.settings["bind"]]
     assert conf.loglevel == "info"
     assert conf.control_socket_disable is True
+
+
+class FakeWorker:
+    """What retire_when_over touches on a Meinheld worker: its watchdog, alive flag, pid, log and cfg."""
+
+    def __init__(self) -> None:
+        self.alive = True
+        self.pid = 4242
+        self.heartbeats = 0
+        self.warnings: list[str] = []
+        self.cfg = SimpleNamespace(graceful_timeout=7)
+        self.log = SimpleNamespace(warning=lambda msg, *args: self.warnings.append(msg % args))
+
+    def watchdog(self) -> None:
+        self.heartbeats += 1
+
+
+@pytest.mark.parametrize(("used_mib", "retired"), [(100.0, False), (256.0, False), (300.0, True)])
+def test_worker_over_its_memory_limit_retires_gracefully(
+    conf: ModuleType, monkeypatch: pytest.MonkeyPatch, used_mib: float, retired: bool
+) -> None:
+    stops: list[int] = []
+    monkeypatch.setitem(sys.modules, "meinheld", SimpleNamespace(server=SimpleNamespace(stop=stops.append)))
+    worker = FakeWorker()
+    watchdog = conf.retire_when_over(worker, 256, rss=lambda: used_mib)
+    watchdog()
+    watchdog()
+    assert worker.heartbeats == 2  # the original watchdog (the arbiter's heartbeat) still runs
+    assert worker.alive is not retired
+    assert stops == ([7] if retired else [])  # once, with the graceful timeout
+    assert bool(worker.warnings) is retired
+
+
+def test_resident_mib_reads_statm(conf: ModuleType, tmp_path: Path) -> None:
+    statm = tmp_path / "statm"
+    statm.write_text(f"9999 {2**20 // os.sysconf('SC_PAGE_SIZE') * 3} 0 0 0 0 0\n")
+    assert conf.resident_mib(statm) == 3.0

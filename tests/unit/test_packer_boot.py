@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from lab import qemu
+from lab import qemu, ssh
 from tests.image import boot
 
 
@@ -64,3 +65,21 @@ def test_a_build_dir_names_its_kernel_and_initrd(tmp_path: Path) -> None:
         "vmlinuz",
         "initrd.img",
     )
+
+
+@pytest.mark.parametrize(
+    ("line", "out"),
+    [("echo a; echo b", "a\nb\n"), ("x=$(printf '%s' 'one two'); echo \"$x|\"", "one two|\n")],
+    ids=["sequence", "substitution-and-quotes"],
+)
+def test_instance_run_hands_the_guest_a_shell_line(tmp_path: Path, monkeypatch, line: str, out: str) -> None:
+    # The lab's ssh quotes every argument for the remote shell; run() must still mean "this shell line". The fake runs
+    # what the guest's login shell would be given, here.
+    def remote_shell(key: Path, port: int, remote: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        login_line = ssh.command(key, port, remote)[-1]
+        return subprocess.run(["bash", "-c", login_line], capture_output=True, text=True, timeout=timeout, check=False)
+
+    monkeypatch.setattr(boot.ssh, "run", remote_shell)
+    vm = boot.Instance(cpus=1, ssh_port=2301, http_port=2302, key=tmp_path / "key", workdir=tmp_path)
+    res = vm.run(line)
+    assert (res.returncode, res.stdout) == (0, out), res.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -187,7 +188,53 @@ def test_local_files_leave_caches_and_vcs_behind(filters: ModuleType, tmp_path: 
     listed = filters.app_local_files(apps, ["__pycache__", "*.pyc", ".git", "venv"])
     assert [f["rel"] for f in listed["files"]] == ["main.py", "pkg/mod.py"]
     assert [d["rel"] for d in listed["dirs"]] == ["pkg"]
-    assert filters.app_local_dest(listed["files"][1], "/srv") == "/srv/web/app/pkg/mod.py"
+    assert {f["release"] for f in listed["files"]} == {listed["releases"]["web"]}
+
+
+def _release_of(filters: ModuleType, root: Path) -> str:
+    apps = filters.app_normalize([{"name": "web", "path": str(root)}], "/")
+    return filters.app_local_files(apps, ["__pycache__"])["releases"]["web"]
+
+
+@pytest.mark.parametrize(
+    ("change", "same_release"),
+    [
+        (lambda root: None, True),
+        (lambda root: (root / "pkg" / "__pycache__").mkdir(), True),
+        (lambda root: (root / "main.py").write_text("app = 2"), False),
+        (lambda root: (root / "main.py").rename(root / "other.py"), False),
+        (lambda root: (root / "empty").mkdir(), False),
+    ],
+    ids=["unchanged", "cache-only", "content", "rename", "new-dir"],
+)
+def test_a_release_is_named_by_its_content(
+    filters: ModuleType, tmp_path: Path, change: Callable[[Path], None], same_release: bool
+) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "main.py").write_text("app = 1")
+    before = _release_of(filters, tmp_path)
+    change(tmp_path)
+    after = _release_of(filters, tmp_path)
+    assert before.startswith("local-")
+    assert (before == after) is same_release
+
+
+@pytest.mark.parametrize(
+    ("bind", "listen"),
+    [
+        ("0.0.0.0:80", "0.0.0.0:80"),
+        ("[::]:8080", "[::]:8080"),
+        ("127.0.0.1", "127.0.0.1:8000"),
+        ("unix:/run/web/web.sock", "/run/web/web.sock"),
+    ],
+)
+def test_listen_stream_follows_the_resolved_bind(filters: ModuleType, bind: str, listen: str) -> None:
+    assert filters.app_listen_stream(bind) == listen
+
+
+def test_listen_stream_refuses_an_inherited_fd(filters: ModuleType) -> None:
+    with pytest.raises(ValueError, match="BIND='fd://3' is invalid"):
+        filters.app_listen_stream("fd://3")
 
 
 def test_listener_module_finds_a_listening_socket(listeners_module: ModuleType) -> None:
@@ -246,3 +293,53 @@ def test_site_checks_every_role_before_the_first_change() -> None:
     assert checked == ["interpreter", "server", "app"]
     assert all(t["ansible.builtin.include_role"]["tasks_from"] == "assert" for t in play["pre_tasks"])
     assert [r["role"] for r in play["roles"]] == ["interpreter", "server", "app"]
+
+
+def test_socket_units_name_the_owner_of_a_socket_systemd_holds(listeners_module: ModuleType) -> None:
+    listing = (
+        "0.0.0.0:80 gunicorn@web.socket gunicorn@web.service\n"
+        "[::]:8080 gunicorn@api.socket gunicorn@api.service\n"
+        "/run/dbus/system_bus_socket dbus.socket dbus.service\n"
+    )
+    assert listeners_module.socket_units(listing) == {80: {"gunicorn@web.socket"}, 8080: {"gunicorn@api.socket"}}
+
+
+@pytest.mark.parametrize(
+    ("units", "errors"),
+    [
+        (["gunicorn@web.socket", "gunicorn@web.service"], 0),
+        (["gunicorn@other.socket"], 1),
+        (["init.scope"], 1),
+    ],
+)
+def test_an_apps_own_socket_does_not_hold_its_port(filters: ModuleType, units: list[str], errors: int) -> None:
+    listeners = [{"port": 80, "units": units}]
+    assert len(filters.app_input_errors([app(name="web")], "/srv", {}, listeners, "/")) == errors
+
+
+def _link(name: str, target: str | None) -> dict[str, object]:
+    stat = {"exists": target is not None, **({"lnk_target": target} if target else {})}
+    return {"item": {"name": name}, "stat": stat}
+
+
+def test_only_apps_whose_link_moves_are_checked(filters: ModuleType) -> None:
+    links = [_link("same", "releases/local-a"), _link("new", "releases/local-a"), _link("first", None)]
+    releases = {"same": "local-a", "new": "local-b", "first": "local-c"}
+    assert [app["name"] for app in filters.app_moving(links, releases)] == ["new", "first"]
+
+
+@pytest.mark.parametrize(
+    ("keep", "stale"),
+    [
+        (3, ["/srv/web/releases/r1"]),
+        (2, ["/srv/web/releases/r1", "/srv/web/releases/r2"]),
+        (1, ["/srv/web/releases/r1", "/srv/web/releases/r2", "/srv/web/releases/r4"]),
+    ],
+)
+def test_stale_releases_keep_the_newest_and_never_the_serving_one(
+    filters: ModuleType, keep: int, stale: list[str]
+) -> None:
+    found = [{"path": f"/srv/web/releases/r{n}", "mtime": n} for n in (1, 2, 3, 4)]
+    # r3 serves (a rollback to an older release): it is kept and counts towards `keep`.
+    result = filters.app_stale_releases([{"item": {"name": "web"}, "files": found}], {"web": "r3"}, keep)
+    assert result == stale

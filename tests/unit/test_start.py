@@ -207,3 +207,36 @@ def test_launcher_fails_with_one_line(tmp_path: Path, files: dict, env: dict, li
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(line)
+
+
+def test_app_dir_keeps_the_release_link_unresolved(start: ModuleType, tmp_path: Path) -> None:
+    """Gunicorn chdirs through APP_DIR again at every reload: a resolved path would pin the release it started with."""
+    release = tmp_path / "releases" / "r1"
+    make_app(release, {"main.py": APP})
+    (tmp_path / "app").symlink_to("releases/r1")
+    argv, _ = start.prepare({"APP_DIR": str(tmp_path / "app")})
+    assert argv[argv.index("--chdir") + 1] == str(tmp_path / "app")
+
+
+@pytest.mark.parametrize(
+    ("files", "returncode", "stream", "line"),
+    [
+        ({"main.py": APP}, 0, "stdout", "start: ok, would exec "),
+        ({"main.py": "raise RuntimeError('broken release')\n"}, 2, "stderr", "start: APP_MODULE='main:app' does not"),
+    ],
+    ids=["good", "broken"],
+)
+def test_check_mode_runs_every_check_and_execs_nothing(
+    tmp_path: Path, files: dict, returncode: int, stream: str, line: str
+) -> None:
+    make_app(tmp_path, files)
+    result = subprocess.run(
+        [sys.executable, str(FILES / "start.py"), "--check"],
+        env={"PATH": os.environ["PATH"], "APP_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert result.returncode == returncode
+    assert getattr(result, stream).startswith(line)

@@ -46,6 +46,17 @@ def render_unit(**overrides: object) -> str:
     return _environment(SERVER / "templates").get_template("gunicorn@.service.j2").render(server_defaults(**overrides))
 
 
+def render_socket(listen: str = "0.0.0.0:80") -> str:
+    """The template socket unit with the listen drop-in the app role writes, merged as systemd merges them."""
+    socket_unit = _environment(SERVER / "templates").get_template("gunicorn@.socket.j2").render(server_defaults())
+    item = {"name": "demo", "bind": listen, "listen": listen}
+    stack = {"env_dir": "/etc/gunicorn"}
+    drop_in_template = _environment(APP / "templates").get_template("socket-listen.conf.j2")
+    drop_in = drop_in_template.render(item=item, server_stack=stack)
+    listen_lines = drop_in.split("[Socket]\n", 1)[1]
+    return socket_unit.replace("\n[Install]", listen_lines + "\n[Install]", 1)
+
+
 def render_env(env: dict[str, str], secret_env: dict[str, str] | None = None) -> str:
     item = {"name": "demo", "env": env, "secret_env": secret_env or {}}
     return _environment(APP / "templates").get_template("app.env.j2").render(item=item)
@@ -67,6 +78,7 @@ def installed_unit(tmp_path: Path) -> Path:
     lib_dir.mkdir()
     unit = tmp_path / "gunicorn@demo.service"
     unit.write_text(render_unit(server_apps_root=str(apps_root), server_lib_dir=str(lib_dir)))
+    (tmp_path / "gunicorn@demo.socket").write_text(render_socket())
     return unit
 
 
@@ -96,8 +108,8 @@ def exposure(unit: Path) -> float:
         ("EnvironmentFile", "/etc/gunicorn/%i.env"),
         ("Environment", "APP_DIR=/srv/%i/app PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1"),
         ("RuntimeDirectory", "gunicorn/%i"),
-        ("AmbientCapabilities", "CAP_NET_BIND_SERVICE"),
-        ("CapabilityBoundingSet", "CAP_NET_BIND_SERVICE"),
+        ("CapabilityBoundingSet", ""),
+        ("Requires", "gunicorn@%i.socket"),
         ("StandardError", "journal"),
         ("ProtectSystem", "strict"),
         ("NoNewPrivileges", "yes"),
@@ -112,7 +124,7 @@ def test_unit_has_no_root_user_and_no_dynamic_user() -> None:
     keys = dict(unit_directives(render_unit()))
     assert keys["User"] != "root"
     assert "DynamicUser" not in keys
-    assert "PrivateUsers" not in keys  # CAP_NET_BIND_SERVICE would not count in the host's network namespace
+    assert "AmbientCapabilities" not in keys  # systemd binds the port: the service needs no capability at all
 
 
 def test_extra_directives_are_appended_to_the_service_section() -> None:
@@ -125,13 +137,13 @@ def test_extra_directives_are_appended_to_the_service_section() -> None:
 @needs_systemd_analyze
 def test_systemd_analyze_verify_accepts_the_unit(installed_unit: Path) -> None:
     result = subprocess.run(
-        [SYSTEMD_ANALYZE, "verify", "--man=no", str(installed_unit)],
+        [SYSTEMD_ANALYZE, "verify", "--man=no", str(installed_unit), str(installed_unit.with_suffix(".socket"))],
         capture_output=True,
         text=True,
         check=False,
         cwd=installed_unit.parent,
     )
-    complaints = [line for line in result.stderr.splitlines() if "gunicorn@demo.service" in line]
+    complaints = [line for line in result.stderr.splitlines() if "gunicorn@demo." in line]
     assert result.returncode == 0, result.stderr
     assert complaints == []
 
@@ -153,6 +165,13 @@ def test_the_exposure_test_can_fail(tmp_path: Path) -> None:
     unit = tmp_path / "gunicorn@demo.service"
     unit.write_text(bare + "\n")
     assert exposure(unit) > EXPOSURE_LIMIT
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:80", "[::]:8080", "/run/gunicorn-demo.sock"])
+def test_socket_listens_where_the_drop_in_says(listen: str) -> None:
+    directives = unit_directives(render_socket(listen))
+    assert [value for key, value in directives if key == "ListenStream"] == [listen]
+    assert ("WantedBy", "sockets.target") in directives
 
 
 def test_env_file_carries_only_what_the_operator_set() -> None:

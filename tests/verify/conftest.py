@@ -67,7 +67,7 @@ class Site:
     host_name: str
     tmp: Path
 
-    def converge(self, extra_vars: dict[str, Any] | None = None) -> Converge:
+    def converge(self, extra_vars: dict[str, Any] | None = None, playbook: str = "playbooks/site.yml") -> Converge:
         variables = dict(extra_vars or {})
         # What the lab's group_vars give every lab host: the controller's extra CAs, so pip in a new venv reaches PyPI
         # through this network's TLS-intercepting proxy. Empty on a machine without extra CAs.
@@ -75,7 +75,7 @@ class Site:
         extra = os.environ.get("VERIFY_EXTRA_VARS")
         vars_file = self.tmp / f"vars-{time.monotonic_ns()}.json"
         vars_file.write_text(json.dumps(variables))
-        argv = [str(BIN / "ansible-playbook"), "-i", self.inventory, "-l", self.host_name, "playbooks/site.yml"]
+        argv = [str(BIN / "ansible-playbook"), "-i", self.inventory, "-l", self.host_name, playbook]
         argv += ["-e", f"@{extra}"] if extra else []
         argv += ["-e", f"@{vars_file}"]
         result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=1800)

@@ -52,9 +52,20 @@ def test_control_socket_is_in_the_runtime_directory(host: Any, app: App) -> None
     assert host.file(f"/run/gunicorn/{app.name}/gunicorn.ctl").is_socket
 
 
-def test_port_80_without_root_through_one_ambient_capability(app: App) -> None:
-    assert app.prop("AmbientCapabilities") == "cap_net_bind_service"
-    assert app.prop("CapabilityBoundingSet") == "cap_net_bind_service"
+def test_port_80_without_root_and_without_capabilities(host: Any, app: App) -> None:
+    """systemd binds port 80 (gunicorn@NAME.socket) and passes it in; the service keeps no capability at all."""
+    assert app.prop("AmbientCapabilities") == ""
+    assert app.prop("CapabilityBoundingSet") == ""
+    socket_unit = host.service(f"gunicorn@{app.name}.socket")
+    assert socket_unit.is_running
+    assert socket_unit.is_enabled
+    assert "0.0.0.0:80" in host.check_output(f"systemctl show -p Listen --value gunicorn@{app.name}.socket")
+
+
+def test_the_app_link_points_at_a_release(host: Any, app: App) -> None:
+    link = host.file(f"/srv/{app.name}/app")
+    assert link.is_symlink
+    assert link.linked_to.startswith(f"/srv/{app.name}/releases/local-")
 
 
 def test_security_exposure_is_at_most_2(host: Any, app: App) -> None:

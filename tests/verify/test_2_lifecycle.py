@@ -93,6 +93,8 @@ def test_state_absent_removes_the_app_completely(site: Site, app: App, host: Any
     unit = f"gunicorn@{SECOND}.service"
     assert not host.service(unit).is_running
     assert not host.service(unit).is_enabled
+    assert not host.service(f"gunicorn@{SECOND}.socket").is_running
+    assert not host.file(f"/etc/systemd/system/gunicorn@{SECOND}.socket.d").exists
     assert not host.file(f"/etc/gunicorn/{SECOND}.env").exists
     assert not host.file(f"/srv/{SECOND}").exists
     assert not host.user(SECOND).exists

@@ -8,6 +8,8 @@ refused here first, while the previous version is still serving.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import math
 import os
 import re
@@ -126,7 +128,7 @@ def _env_errors(where: str, env: Mapping[str, Any], app: Mapping[str, Any]) -> l
             number = _int(text)
             if number is None or number <= 0:
                 errors.append(f"{label} is invalid: expected a whole number greater than 0")
-        elif key in ("TIMEOUT", "GRACEFUL_TIMEOUT", "KEEP_ALIVE"):
+        elif key in ("TIMEOUT", "GRACEFUL_TIMEOUT", "KEEP_ALIVE", "WORKER_MAX_MEMORY"):
             number = _int(text)
             if number is None or number < 0:
                 errors.append(f"{label} is invalid: expected a whole number >= 0")
@@ -134,10 +136,12 @@ def _env_errors(where: str, env: Mapping[str, Any], app: Mapping[str, Any]) -> l
             number = _int(text)
             if number is None or not 1 <= number <= 65535:
                 errors.append(f"{label} is invalid: expected a port number from 1 to 65535")
-        elif key == "BIND" and not text.startswith(("unix:", "fd://")):
+        elif key == "BIND" and text.strip().startswith("fd://"):
+            errors.append(f"{label} is invalid: systemd passes the app its socket; use HOST:PORT or unix:PATH")
+        elif key == "BIND" and not text.strip().startswith("unix:"):
             port = _bind_port(text)
             if port is None or not 1 <= port <= 65535:
-                errors.append(f"{label} is invalid: expected HOST:PORT, unix:PATH or fd://N with a port 1-65535")
+                errors.append(f"{label} is invalid: expected HOST:PORT or unix:PATH with a port from 1 to 65535")
         elif key == "LOG_LEVEL" and text.strip().lower() not in LOG_LEVELS:
             errors.append(f"{label} is invalid: expected one of {', '.join(LOG_LEVELS)}")
         elif key in PATH_ENV and (os.path.isabs(text) or ".." in text.split("/")):
@@ -190,9 +194,10 @@ def app_input_errors(
     ports: dict[int, str] = {}
     # A port held by an app this same run removes is free once the removal ran (removals run first).
     leaving = {
-        f"gunicorn@{app.get('name')}.service"
+        f"gunicorn@{app.get('name')}.{unit_type}"
         for app in apps
         if isinstance(app, Mapping) and app.get("state") == "absent"
+        for unit_type in ("service", "socket")
     }
     for index, app in enumerate(apps):
         where = f"app_list[{index}]"
@@ -245,7 +250,7 @@ def app_input_errors(
             errors.append(f"{where} port {port} is already used by app {ports[port]!r}: give each app its own port")
             continue
         ports[port] = name
-        allowed = {f"gunicorn@{name}.service", *leaving}
+        allowed = {f"gunicorn@{name}.service", f"gunicorn@{name}.socket", *leaving}
         for listener in listeners or []:
             if listener.get("port") != port:
                 continue
@@ -256,14 +261,18 @@ def app_input_errors(
     return errors
 
 
-def app_local_files(apps: list[Mapping[str, Any]], excludes: list[str]) -> dict[str, list[dict[str, str]]]:
-    """List what the local sources hold on the controller: {"dirs": [...], "files": [...]}, each item {name, rel, src}.
+def app_local_files(apps: list[Mapping[str, Any]], excludes: list[str]) -> dict[str, Any]:
+    """List what the local sources hold on the controller and name each source's release by its content.
 
-    Excluded names (bytecode, VCS and venv directories) never reach the host, so the controller's own caches neither
-    change the host nor trigger reloads.
+    Returns {"dirs": [...], "files": [...], "releases": {name: release}}; each dir and file item is
+    {name, release, rel, src}. The release is "local-" + a hash of every shipped path and its bytes, so the same code
+    is the same release (a rerun changes nothing) and any change of code makes a new release directory beside the
+    serving one. Excluded names (bytecode, VCS and venv directories) never reach the host, so the controller's own
+    caches neither make a release nor trigger a reload.
     """
     dirs: list[dict[str, str]] = []
     files: list[dict[str, str]] = []
+    releases: dict[str, str] = {}
 
     def skipped(name: str) -> bool:
         return any(fnmatch.fnmatch(name, pattern) for pattern in excludes)
@@ -271,22 +280,78 @@ def app_local_files(apps: list[Mapping[str, Any]], excludes: list[str]) -> dict[
     for app in apps:
         if app.get("source") != "local" or app.get("state") != "present":
             continue
-        root = app["path"]
+        root, name = app["path"], app["name"]
+        digest = hashlib.sha256()
+        app_dirs: list[dict[str, str]] = []
+        app_files: list[dict[str, str]] = []
         for current, subdirs, names in os.walk(root):
             subdirs[:] = sorted(d for d in subdirs if not skipped(d))
             rel_dir = os.path.relpath(current, root)
             if rel_dir != ".":
-                dirs.append({"name": app["name"], "rel": rel_dir, "src": current})
+                app_dirs.append({"name": name, "rel": rel_dir, "src": current})
+                digest.update(b"d\0" + rel_dir.encode() + b"\0")
             for file_name in sorted(names):
-                if not skipped(file_name):
-                    rel = os.path.normpath(os.path.join(rel_dir, file_name))
-                    files.append({"name": app["name"], "rel": rel, "src": os.path.join(current, file_name)})
-    return {"dirs": dirs, "files": files}
+                if skipped(file_name):
+                    continue
+                rel = os.path.normpath(os.path.join(rel_dir, file_name))
+                src = os.path.join(current, file_name)
+                app_files.append({"name": name, "rel": rel, "src": src})
+                with open(src, "rb") as handle:
+                    digest.update(b"f\0" + rel.encode() + b"\0" + hashlib.sha256(handle.read()).digest())
+        release = "local-" + digest.hexdigest()[:12]
+        releases[name] = release
+        dirs += [{**item, "release": release} for item in app_dirs]
+        files += [{**item, "release": release} for item in app_files]
+    return {"dirs": dirs, "files": files, "releases": releases}
 
 
-def app_local_dest(item: Mapping[str, str], apps_root: str) -> str:
-    """Where a file of app_local_files lands on the host."""
-    return os.path.join(apps_root, item["name"], "app", item["rel"])
+def app_pip_release(app: Mapping[str, Any]) -> str:
+    """The release name of a pip source: its code lives in the venv, the release directory records the requirement."""
+    return "pip-" + hashlib.sha256(str(app.get("requirement")).encode()).hexdigest()[:12]
+
+
+def app_listen_stream(bind: str) -> str:
+    """The socket unit's ListenStream= for a bind as gunicorn_conf.py resolves it (HOST:PORT, [V6]:PORT, unix:PATH).
+
+    systemd holds the socket, so the address must be one systemd can bind; fd://N has no meaning for a socket unit.
+    """
+    if bind.startswith("unix:"):
+        return bind[len("unix:") :]
+    if bind.startswith("fd://"):
+        raise ValueError(f"BIND={bind!r} is invalid for a socket-activated app: expected HOST:PORT or unix:PATH")
+    _, sep, port = bind.rpartition(":")
+    if not sep or port.endswith("]"):
+        return f"{bind}:8000"  # Gunicorn's own default port for a bind without one
+    return bind
+
+
+def app_listens(bind_results: list[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Turn the results of running gunicorn_conf.py per app (one JSON line each) into {name, bind, listen} items."""
+    items = []
+    for result in bind_results:
+        bind = json.loads(result["stdout"])["bind"]
+        items.append({"name": result["item"]["name"], "bind": bind, "listen": app_listen_stream(bind)})
+    return items
+
+
+def app_moving(link_results: list[Mapping[str, Any]], releases: Mapping[str, str]) -> list[Mapping[str, Any]]:
+    """The apps whose `app` link (a stat result per app) does not point at the release this run deploys yet."""
+    return [
+        result["item"]
+        for result in link_results
+        if result["stat"].get("lnk_target") != f"releases/{releases[result['item']['name']]}"
+    ]
+
+
+def app_stale_releases(find_results: list[Mapping[str, Any]], releases: Mapping[str, str], keep: int) -> list[str]:
+    """The release directories to delete: all but the newest `keep` per app (by mtime), never the serving one."""
+    stale: list[str] = []
+    for result in find_results:
+        serving = releases[result["item"]["name"]]
+        found = sorted(result["files"], key=lambda entry: entry["mtime"], reverse=True)
+        others = [entry["path"] for entry in found if os.path.basename(entry["path"]) != serving]
+        stale += others[max(keep - 1, 0) :]
+    return sorted(stale)
 
 
 class FilterModule:
@@ -299,5 +364,9 @@ class FilterModule:
             "app_input_errors": app_input_errors,
             "app_effective_port": app_effective_port,
             "app_local_files": app_local_files,
-            "app_local_dest": app_local_dest,
+            "app_pip_release": app_pip_release,
+            "app_listen_stream": app_listen_stream,
+            "app_listens": app_listens,
+            "app_moving": app_moving,
+            "app_stale_releases": app_stale_releases,
         }

@@ -62,9 +62,25 @@ def _owner(pid: str) -> str:
         return "an unknown process"
 
 
-def listeners() -> list[dict[str, object]]:
+def socket_units(list_sockets: str) -> dict[int, set[str]]:
+    """Map port -> socket units from `systemctl list-sockets --all --full --no-legend --plain` (LISTEN UNIT ACTIVATES).
+
+    A socket systemd itself holds belongs to PID 1 (init.scope); the socket unit is its real owner.
+    """
+    units: dict[int, set[str]] = {}
+    for line in list_sockets.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[1].endswith(".socket"):
+            _, sep, port = fields[0].rpartition(":")
+            if sep and port.isdigit():
+                units.setdefault(int(port), set()).add(fields[1])
+    return units
+
+
+def listeners(list_sockets: str = "") -> list[dict[str, object]]:
     """Return [{port, units}] sorted by port."""
     inodes = _listening_inodes()
+    held_by_systemd = socket_units(list_sockets)
     owners: dict[int, set[str]] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -77,7 +93,9 @@ def listeners() -> list[dict[str, object]]:
             except OSError:
                 continue
             if target.startswith("socket:[") and target[8:-1] in inodes:
-                owners.setdefault(inodes[target[8:-1]], set()).add(_owner(pid))
+                port = inodes[target[8:-1]]
+                owned = held_by_systemd.get(port) if pid == "1" else None
+                owners.setdefault(port, set()).update(owned or {_owner(pid)})
     for port in set(inodes.values()):
         owners.setdefault(port, {"an unknown process"})
     return [{"port": port, "units": sorted(units)} for port, units in sorted(owners.items())]
@@ -86,7 +104,11 @@ def listeners() -> list[dict[str, object]]:
 def main() -> None:
     """Run the module."""
     module = AnsibleModule(argument_spec={}, supports_check_mode=True)
-    module.exit_json(changed=False, listeners=listeners())
+    systemctl = module.get_bin_path("systemctl")
+    sockets = ""
+    if systemctl:
+        _, sockets, _ = module.run_command([systemctl, "list-sockets", "--all", "--full", "--no-legend", "--plain"])
+    module.exit_json(changed=False, listeners=listeners(sockets))
 
 
 if __name__ == "__main__":
