@@ -8,11 +8,11 @@ checks separately that every amazon-ebs source of the real files requires IMDSv2
 
 Run from the checkout's root with the controller venv's python (the Makefile does):
     python packer/local.py check
-    python packer/local.py build [--meinheld-wheel PATH.whl]
+    python packer/local.py build
 
-``build --meinheld-wheel`` bakes a wheel built on this machine instead of compiling Meinheld in the TCG guest (most
-of the build's time otherwise): `make image` passes the one built for the controller's /usr/bin/python3, which is
-the Python of the lab's Debian 12 base.
+``build`` bakes the patched Meinheld wheel the lab builds on this machine for its Debian 12 guests (``python -m lab
+wheel debian12``: the controller's /usr/bin/python3 is Debian 12's 3.11 too) instead of compiling Meinheld in the TCG
+guest, which was most of the build's time; where the controller cannot build for that guest, the guest compiles it.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lab import accel, dists, image, sshkey  # noqa: E402  (the checkout's lab package, importable once REPO is on the path)
+from lab import accel, dists, image, sshkey, wheel  # noqa: E402  (the checkout's lab package, importable once REPO is on the path)
 from lab.paths import Layout  # noqa: E402
+from meinheld_build.build import BuildError  # noqa: E402
 
 TEMPLATES = REPO / "packer"
 CACHE = REPO / ".cache" / "packer"
@@ -115,12 +116,14 @@ def _check_qemu_vars(work: Path) -> dict[str, object]:
     """The qemu inputs for `validate`: it opens the SSH key (the lab's, created if missing) but not the image files.
 
     meinheld_wheel is set so the branch `make image` takes (the wheel as an extra var) is evaluated too; validate
-    does not open it.
+    does not open it. qemu_output_dir must not exist (validate refuses one that does, such as a built image's).
     """
+    shutil.rmtree(work / "output", ignore_errors=True)
     return {
         "repo_root": REPO,
         "lab_image_dir": work / "lab-image",
         "lab_ssh_key": _lab_key(),
+        "qemu_output_dir": work / "output",
         "meinheld_wheel": work / "meinheld-0-cp311-cp311-linux_x86_64.whl",
     }
 
@@ -161,23 +164,19 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def wheel_source(path: Path | None) -> dict[str, object]:
-    """The meinheld_wheel variable for a build: an existing .whl as an absolute path, or nothing (compile in the guest).
-
-    Checked here, before the base image and the VM, so a wrong path fails in a second rather than after the boot.
-    """
-    if path is None:
-        return {}
-    if path.suffix != ".whl" or not path.is_file():
-        raise ValueError(f"--meinheld-wheel {path}: not a .whl file")
-    return {"meinheld_wheel": path.resolve()}
+def meinheld_vars(choice: wheel.WheelChoice) -> dict[str, object]:
+    """The meinheld_wheel variable for the lab's wheel choice: the wheel, or nothing (the guest compiles Meinheld)."""
+    return {"meinheld_wheel": choice.wheel.resolve()} if choice.wheel else {}
 
 
-def build(meinheld_wheel: Path | None = None) -> int:
+def build() -> int:
     """Build the qemu image from the lab's current Debian 12 base into .cache/packer/debian12/."""
-    wheel_var = wheel_source(meinheld_wheel)
+    dist = dists.get(IMAGE_NAME)
+    # Before the base image and the VM: a wheel that cannot be built fails in a minute, not after the boot.
+    choice = wheel.for_dist(dist)
+    print(f">> Meinheld for the image: {choice.wheel or 'compiled in the build VM'} ({choice.reason})", flush=True)
     layout = Layout.default()
-    base = image.build(dists.get("debian12"), layout)
+    base = image.build(dist, layout)
     work = CACHE / "work"
     shutil.rmtree(work, ignore_errors=True)
     base_copy = work / "base"
@@ -196,7 +195,7 @@ def build(meinheld_wheel: Path | None = None) -> int:
         "qemu_cpu_model": "host" if accelerator == "kvm" else "max",
         "qemu_serial_log": work / "serial.log",
         "manifest_path": work / "manifest.json",
-        **wheel_var,
+        **meinheld_vars(choice),
     }
     started = time.monotonic()
     env = {**os.environ, "PACKER_CACHE_DIR": str(work / "packer_cache"), "PACKER_NO_COLOR": "1"}
@@ -215,7 +214,7 @@ def build(meinheld_wheel: Path | None = None) -> int:
         "image": disks[0].name,
         "base": base.directory.name,
         "accelerator": accelerator,
-        "meinheld": meinheld_wheel.name if meinheld_wheel else "compiled in the guest",
+        "meinheld": choice.wheel.name if choice.wheel else "compiled in the guest",
         "build_seconds": round(seconds, 1),
         "image_bytes": disks[0].stat().st_size,
         "virtual_bytes": info["virtual-size"],
@@ -237,15 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch ``check`` or ``build``; a failed command prints its own error and the exit status says it."""
     p = argparse.ArgumentParser(prog="python packer/local.py", description=__doc__.splitlines()[0])
     p.add_argument("command", choices=["check", "build"])
-    p.add_argument("--meinheld-wheel", type=Path, help="build: bake this wheel instead of compiling Meinheld in the VM")
     args = p.parse_args(argv)
     try:
-        return check() if args.command == "check" else build(args.meinheld_wheel)
+        return check() if args.command == "check" else build()
     except subprocess.CalledProcessError as exc:
         print(f"error: {' '.join(map(str, exc.cmd))} exited {exc.returncode}", file=sys.stderr)
         return 1
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except BuildError as exc:
+        print(f"error: the Meinheld wheel for the image: {exc}", file=sys.stderr)
         return 1
 
 

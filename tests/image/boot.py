@@ -72,8 +72,9 @@ class Instance:
     launched_at: float = 0.0
 
     def run(self, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run a shell command line in the guest as root (ssh hands the string to root's login shell)."""
-        return ssh.run(self.key, self.ssh_port, [command], timeout)
+        """Run a shell command line in the guest as root, through ``sh -c``: the lab's ssh quotes each argument, so
+        the line itself would reach the guest as one word (a command named "systemctl is-active ...")."""
+        return ssh.run(self.key, self.ssh_port, ["sh", "-c", command], timeout)
 
     def serial(self) -> str:
         """The serial console's tail (for failure messages)."""
@@ -86,17 +87,17 @@ def _taken_ports(layout: Layout) -> list[int]:
 
 
 def _wait(instance: Instance, pid: int, timeout: float) -> str:
-    """Poll SSH until systemd has finished starting up; the answer is running or degraded."""
+    """Poll SSH until systemd has finished starting up; the answer is running or degraded (the lab's own wait)."""
     deadline = time.monotonic() + timeout
+    name = f"image-{instance.cpus}cpu"
     while time.monotonic() < deadline:
         if not lab_vm.is_our_qemu(pid, instance.workdir):
             raise RuntimeError(f"QEMU exited during boot. Serial console:\n{instance.serial()}")
         try:
-            res = instance.run("systemctl is-system-running --wait", timeout=max(5.0, deadline - time.monotonic()))
+            answer, _ = ssh.system_state(instance.key, instance.ssh_port, name, max(5.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             break
-        answer = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
-        if answer in ("running", "degraded"):
+        if answer in ssh.SETTLED:
             return answer
         time.sleep(2)
     raise RuntimeError(f"not up after {timeout:.0f}s. Serial console:\n{instance.serial()}")

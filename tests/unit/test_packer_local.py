@@ -109,20 +109,11 @@ def test_sizes_are_human(local, n: int, text: str) -> None:
     assert local.human_bytes(n) == text
 
 
-def test_a_wheel_becomes_the_absolute_meinheld_wheel_variable(local, tmp_path: Path, monkeypatch) -> None:
-    wheel = tmp_path / "meinheld-1.0.2+patched.g0-cp311-cp311-linux_x86_64.whl"
-    wheel.write_bytes(b"PK")
+@pytest.mark.parametrize("built", [True, False], ids=["wheel", "no-wheel"])
+def test_the_lab_wheel_becomes_the_meinheld_wheel_variable(local, tmp_path: Path, monkeypatch, built: bool) -> None:
+    # A wheel replaces the server role's compile in the build VM; without one (a controller that cannot build for the
+    # guest) the variable stays unset and the template's empty default keeps the role's own build.
+    whl = tmp_path / "meinheld-1.0.2+patched.g0-cp311-cp311-linux_x86_64.whl"
     monkeypatch.chdir(tmp_path)
-    assert local.wheel_source(Path(wheel.name)) == {"meinheld_wheel": wheel}
-
-
-def test_no_wheel_leaves_the_compile_in_the_guest_default(local) -> None:
-    assert local.wheel_source(None) == {}
-
-
-@pytest.mark.parametrize("name", ["missing.whl", "meinheld.tar.gz", "wheels"], ids=["missing", "not-a-wheel", "dir"])
-def test_a_bad_wheel_path_is_refused_before_the_build(local, tmp_path: Path, name: str) -> None:
-    (tmp_path / "meinheld.tar.gz").write_bytes(b"")
-    (tmp_path / "wheels").mkdir()
-    with pytest.raises(ValueError, match=r"not a \.whl file"):
-        local.wheel_source(tmp_path / name)
+    choice = local.wheel.WheelChoice("debian12", Path(whl.name) if built else None, built, "", "reason")
+    assert local.meinheld_vars(choice) == ({"meinheld_wheel": whl} if built else {})
