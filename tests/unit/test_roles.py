@@ -70,7 +70,7 @@ def app(**fields: object) -> dict[str, object]:
         ([app(env={"MAX_WORKERS": "x"})], "env.MAX_WORKERS='x' is invalid"),
         ([app(env={"TIMEOUT": "-5"})], "env.TIMEOUT='-5' is invalid"),
         ([app(env={"LOG_LEVEL": "loud"})], "env.LOG_LEVEL='loud' is invalid: expected one of debug, info"),
-        ([app(secret_env={"LOG_LEVEL": "loud"})], "secret_env.LOG_LEVEL='loud' is invalid"),
+        ([app(secret_env={"LOG_LEVEL": "loud"})], "secret_env.LOG_LEVEL (value hidden) is invalid"),
         ([app(env={"BIND": "0.0.0.0:70000"})], "env.BIND='0.0.0.0:70000' is invalid"),
         ([app(env={"APP_DIR": "/etc"})], "env.APP_DIR='/etc' is invalid: the unit sets APP_DIR itself"),
         ([app(env={"GUNICORN_CONF": "/etc/passwd"})], "env.GUNICORN_CONF='/etc/passwd' is invalid: the path"),
@@ -343,3 +343,10 @@ def test_stale_releases_keep_the_newest_and_never_the_serving_one(
     # r3 serves (a rollback to an older release): it is kept and counts towards `keep`.
     result = filters.app_stale_releases([{"item": {"name": "web"}, "files": found}], {"web": "r3"}, keep)
     assert result == stale
+
+
+def test_a_secret_value_is_never_repeated_in_an_error(filters: ModuleType) -> None:
+    errors = filters.app_input_errors([app(secret_env={"WORKERS_PER_CORE": "hunter2-secret"})], "/srv", {}, [], "/")
+    assert errors == [
+        "app_list[0] (web).secret_env.WORKERS_PER_CORE (value hidden) is invalid: expected a number greater than 0"
+    ]

@@ -108,12 +108,15 @@ def app_normalize(apps: list[Mapping[str, Any]], base_dir: str = ".") -> list[di
     return result
 
 
-def _env_errors(where: str, env: Mapping[str, Any], app: Mapping[str, Any]) -> list[str]:
-    """Apply gunicorn_conf.py's rules to the variables the operator set; name the variable and its value."""
+def _env_errors(where: str, env: Mapping[str, Any], app: Mapping[str, Any], secret: bool = False) -> list[str]:
+    """Apply gunicorn_conf.py's rules to the variables the operator set; name the variable and its value.
+
+    A secret_env value is never repeated: the message names the variable only, as no_log hides it everywhere else.
+    """
     errors = []
     for key, value in env.items():
         text = _text(value)
-        label = f"{where}.{key}={text!r}"
+        label = f"{where}.{key}" + (" (value hidden)" if secret else f"={text!r}")
         if not ENV_KEY_RE.match(str(key)):
             errors.append(f"{where} key {key!r} is invalid: expected letters, digits and _ (not starting with a digit)")
         elif "\n" in text or "\r" in text or "\0" in text:
@@ -149,7 +152,8 @@ def _env_errors(where: str, env: Mapping[str, Any], app: Mapping[str, Any]) -> l
                 f"{label} is invalid: the path is outside the app directory (give it relative to the app dir)"
             )
     if app.get("port") is not None and "PORT" in env and _int(_text(env["PORT"])) != _int(str(app["port"])):
-        errors.append(f"{where}.PORT={_text(env['PORT'])!r} contradicts port={app['port']!r}: set one of them")
+        shown = " (value hidden)" if secret else f"={_text(env['PORT'])!r}"
+        errors.append(f"{where}.PORT{shown} contradicts port={app['port']!r}: set one of them")
     return errors
 
 
@@ -237,7 +241,7 @@ def app_input_errors(
                 errors.append(f"{where}.{label}={mapping!r} is invalid: expected a mapping of variables")
         if not isinstance(env, Mapping) or not isinstance(secret_env, Mapping):
             continue
-        errors += _env_errors(f"{where}.env", env, app) + _env_errors(f"{where}.secret_env", secret_env, app)
+        errors += _env_errors(f"{where}.env", env, app) + _env_errors(f"{where}.secret_env", secret_env, app, True)
         if app.get("port") is not None:
             port = _int(str(app["port"]))
             if port is None or not 1 <= port <= 65535:

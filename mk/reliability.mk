@@ -1,0 +1,34 @@
+# Reliability under load, faults and bad input (tests/reliability): a fresh Debian 12 systemd host converged with
+# playbooks/site.yml, then zero-failure deploys and restarts under load, broken releases, kill -9 of master and
+# worker, a leaking worker, and the bad-input matrix; pytest prints the report (load held, faults, inputs rejected).
+# RELIABILITY_HOST=container (default: systemd-nspawn, fast) or vm (a lab TCG VM with 2 vCPUs, slow).
+
+RELIABILITY_HOST ?= container
+RELIABILITY_NAME := reliability
+ifeq ($(RELIABILITY_HOST),vm)
+RELIABILITY_UP = $(LAB) up $(RELIABILITY_NAME) --dist debian12 --cpus 2 --memory 2G >/dev/null
+RELIABILITY_INVENTORY = $(LAB) inventory $(RELIABILITY_NAME)
+RELIABILITY_DOWN = $(LAB) down $(RELIABILITY_NAME)
+RELIABILITY_REBOOT =
+else
+RELIABILITY_UP = $(BIN)/python -m lab.container build && $(BIN)/python -m lab.container up $(RELIABILITY_NAME) >/dev/null
+RELIABILITY_INVENTORY = $(BIN)/python -m lab.container inventory $(RELIABILITY_NAME)
+RELIABILITY_DOWN = $(BIN)/python -m lab.container down $(RELIABILITY_NAME)
+RELIABILITY_REBOOT = $(BIN)/python -m lab.container reboot $(RELIABILITY_NAME)
+endif
+
+.PHONY: test-reliability
+
+test-reliability: deps venv ## deploys and restarts under load, broken releases, kill -9, memory limit, bad input; prints a report
+	@echo ">> [1/3] a fresh $(RELIABILITY_HOST) host '$(RELIABILITY_NAME)'"
+	$(RELIABILITY_DOWN) >/dev/null 2>&1 || true
+	$(RELIABILITY_UP)
+	@echo ">> [2/3] ansible-playbook playbooks/site.yml (the Meinheld wheel built on this controller)"
+	trap '$(RELIABILITY_DOWN) >/dev/null' EXIT; \
+	inventory=$$($(RELIABILITY_INVENTORY)); wheel=$$($(LAB) wheel debian12 --path); \
+	printf '{"server_meinheld_source": "%s"}\n' "$$wheel" > $(CACHE)/reliability-vars.json; \
+	$(BIN)/ansible-playbook -i "$$inventory" -l $(RELIABILITY_NAME) playbooks/site.yml -e @$(CACHE)/reliability-vars.json; \
+	echo ">> [3/3] pytest tests/reliability"; \
+	VERIFY_EXTRA_VARS=$(CURDIR)/$(CACHE)/reliability-vars.json VERIFY_REBOOT_COMMAND="$(RELIABILITY_REBOOT)" \
+	  $(BIN)/pytest tests/reliability -p no:cacheprovider --connection=ansible --ansible-inventory="$$inventory" \
+	  --hosts=$(RELIABILITY_NAME)

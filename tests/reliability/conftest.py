@@ -1,0 +1,98 @@
+"""Fixtures of the reliability suite, on top of the verify suite's (the host, the site, the app), and its report.
+
+Run against one host the verify suite can run against (a lab VM or container converged with playbooks/site.yml):
+
+    pytest tests/reliability --connection=ansible --ansible-inventory=INVENTORY --hosts=HOST
+
+The load comes from the controller through the host's forwarded HTTP port (the lab inventory's lab_url), the way a
+client sees the service. At the end pytest prints what this area proved: load held, faults survived, inputs rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.verify import conftest as verify
+from tests.verify.conftest import APP, BIN, Site
+
+# The verify suite's fixtures, shared: the site (re-converging the host) and the app under test.
+site = verify.site
+app = verify.app
+
+RELIABILITY_APP = Path(__file__).resolve().parent / "app"
+
+
+@dataclass
+class Report:
+    """What the reliability tests did, for the summary `make test` prints."""
+
+    load: list[tuple[str, int, int]] = field(default_factory=list)
+    faults: list[tuple[str, bool, str]] = field(default_factory=list)
+    bad_inputs: list[tuple[str, bool]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = ["load held (requests sent, failed):"]
+        out += [f"  {name}: {sent} sent, {failed} failed" for name, sent, failed in self.load]
+        out.append(f"faults injected: {len(self.faults)}, survived: {sum(ok for _, ok, _ in self.faults)}")
+        out += [f"  {name}: {'survived' if ok else 'NOT survived'} ({detail})" for name, ok, detail in self.faults]
+        rejected = sum(ok for _, ok in self.bad_inputs)
+        out.append(f"bad inputs tried: {len(self.bad_inputs)}, rejected as they must be: {rejected}")
+        out += [f"  NOT rejected: {name}" for name, ok in self.bad_inputs if not ok]
+        return out
+
+
+REPORT = Report()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the reliability report after pytest's own summary."""
+    if REPORT.load or REPORT.faults or REPORT.bad_inputs:
+        terminalreporter.section("reliability report")
+        for line in REPORT.lines():
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def report() -> Report:
+    return REPORT
+
+
+@pytest.fixture(scope="session")
+def url(site: Site) -> str:
+    """The app's URL from the controller: the lab inventory's lab_url (the forwarded HTTP port)."""
+    out = subprocess.run(
+        [str(BIN / "ansible-inventory"), "-i", site.inventory, "--host", site.host_name],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    hostvars = json.loads(out)
+    assert "lab_url" in hostvars, f"{site.host_name} has no lab_url in {site.inventory}: the load needs one"
+    return str(hostvars["lab_url"])
+
+
+@pytest.fixture(scope="session")
+def release(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Make a release directory of the reliability app: release("v2"), or broken with release("v3", main=...)."""
+
+    def make(version: str, main: str | None = None) -> Path:
+        directory = tmp_path_factory.mktemp(f"release-{version}") / "app"
+        shutil.copytree(RELIABILITY_APP, directory, ignore=shutil.ignore_patterns("__pycache__"))
+        (directory / "version.txt").write_text(version + "\n")
+        if main is not None:
+            (directory / "main.py").write_text(main)
+        return directory
+
+    return make
+
+
+def app_list(path: Path, **env: str) -> dict[str, object]:
+    """The extra vars that deploy `path` as the app under test, on port 80, with these env variables."""
+    return {"app_list": [{"name": APP, "path": str(path), "env": env}]}
