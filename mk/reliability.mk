@@ -4,6 +4,8 @@
 # RELIABILITY_HOST=container (default: systemd-nspawn, fast) or vm (a lab TCG VM with 2 vCPUs, slow).
 
 RELIABILITY_HOST ?= container
+# What to run, e.g. RELIABILITY_TESTS="tests/reliability/test_1_deploys.py tests/reliability/test_2_memory.py" on a VM.
+RELIABILITY_TESTS ?= tests/reliability
 RELIABILITY_NAME := reliability
 ifeq ($(RELIABILITY_HOST),vm)
 RELIABILITY_UP = $(LAB) up $(RELIABILITY_NAME) --dist debian12 --cpus 2 --memory 2G >/dev/null
@@ -16,6 +18,10 @@ RELIABILITY_INVENTORY = $(BIN)/python -m lab.container inventory $(RELIABILITY_N
 RELIABILITY_DOWN = $(BIN)/python -m lab.container down $(RELIABILITY_NAME)
 RELIABILITY_REBOOT = $(BIN)/python -m lab.container reboot $(RELIABILITY_NAME)
 endif
+
+# Green from a clean clone under load 5-9 (other VMs running): 26 min 40 s (container tree 2.5 min, converge ~5 min,
+# 41 tests 17 min 50 s); the runtime-input cases' `systemctl status` check was fixed and rerun afterwards (16 passed).
+TEST_TIERS += test-reliability
 
 .PHONY: test-reliability
 
@@ -30,5 +36,5 @@ test-reliability: deps venv ## deploys and restarts under load, broken releases,
 	$(BIN)/ansible-playbook -i "$$inventory" -l $(RELIABILITY_NAME) playbooks/site.yml -e @$(CACHE)/reliability-vars.json; \
 	echo ">> [3/3] pytest tests/reliability"; \
 	VERIFY_EXTRA_VARS=$(CURDIR)/$(CACHE)/reliability-vars.json VERIFY_REBOOT_COMMAND="$(RELIABILITY_REBOOT)" \
-	  $(BIN)/pytest tests/reliability -p no:cacheprovider --connection=ansible --ansible-inventory="$$inventory" \
+	  $(BIN)/pytest $(RELIABILITY_TESTS) -p no:cacheprovider --connection=ansible --ansible-inventory="$$inventory" \
 	  --hosts=$(RELIABILITY_NAME)

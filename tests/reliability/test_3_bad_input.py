@@ -102,7 +102,7 @@ def test_invalid_runtime_value_fails_the_unit_with_one_clear_line(
         since = host.check_output("date +%s")
         host.run(f"systemctl restart {unit}")
         state = wait_for(lambda: host.check_output(f"systemctl is-active {unit} || true"), lambda s: s == "failed")
-        status = host.run(f"systemctl status --no-pager -n 5 {unit}").stdout
+        status = host.run(f"systemctl status --no-pager {unit}").stdout  # its default 10 lines
         journal = host.check_output(f"journalctl -u {unit} --since @{since} --no-pager -o cat")
         rejected = state == "failed" and line in status
         report.bad_inputs.append((f"runtime: {name}={value}", rejected))
