@@ -29,10 +29,10 @@ test-reliability: deps venv ## deploys and restarts under load, broken releases,
 	@echo ">> [1/3] a fresh $(RELIABILITY_HOST) host '$(RELIABILITY_NAME)'"
 	$(RELIABILITY_DOWN) >/dev/null 2>&1 || true
 	$(RELIABILITY_UP)
-	@echo ">> [2/3] ansible-playbook playbooks/site.yml (the Meinheld wheel built on this controller)"
+	@echo ">> [2/3] ansible-playbook playbooks/site.yml (Meinheld wheel built on this controller, no compiler on the host)"
 	trap '$(RELIABILITY_DOWN) >/dev/null' EXIT; \
-	inventory=$$($(RELIABILITY_INVENTORY)); wheel=$$($(LAB) wheel debian12 --path); \
-	printf '{"server_meinheld_source": "%s"}\n' "$$wheel" > $(CACHE)/reliability-vars.json; \
+	inventory=$$($(RELIABILITY_INVENTORY)); wheel=$$($(LAB) wheel debian12 --path); test -n "$$wheel"; \
+	printf '{"server_meinheld_source": "%s", "interpreter_keep_build_deps": false}\n' "$$wheel" > $(CACHE)/reliability-vars.json; \
 	$(BIN)/ansible-playbook -i "$$inventory" -l $(RELIABILITY_NAME) playbooks/site.yml -e @$(CACHE)/reliability-vars.json; \
 	echo ">> [3/3] pytest tests/reliability"; \
 	VERIFY_EXTRA_VARS=$(CURDIR)/$(CACHE)/reliability-vars.json VERIFY_REBOOT_COMMAND="$(RELIABILITY_REBOOT)" \
