@@ -39,6 +39,8 @@ printf '%s\\n' \\
   "host_keys=$(cat /etc/ssh/ssh_host_*_key.pub | awk '{{print $2}}' | sort | tr '\\n' ' ')" \\
   "journal_dirs=$(ls /var/log/journal 2>/dev/null | tr '\\n' ' ')" \\
   "keygen=$(systemctl is-active ssh-host-keys.service)" \\
+  "sshd_passwords=$(sshd -T | awk '$1 == "passwordauthentication" {{print $2}}')" \\
+  "password_users=$(awk -F: '$2 !~ /^[!*]/ {{print $1}}' /etc/shadow | tr '\\n' ' ')" \\
   "failed=$(systemctl --failed --no-legend --plain | awk '{{print $1}}' | tr '\\n' ' ')"
 """
 
@@ -134,6 +136,14 @@ def test_boot_is_clean(instances: dict, cpus: int) -> None:
     assert facts["keygen"] == "active"
     # The build's journal was dropped: only this instance's machine-id has a journal directory.
     assert facts["journal_dirs"].split() in ([], [facts["machine_id"]])
+
+
+@pytest.mark.parametrize("cpus", CPU_COUNTS)
+def test_no_password_logins(instances: dict, cpus: int) -> None:
+    """sshd refuses passwords and no account has a usable (or empty) password: keys handed in at boot only."""
+    facts = instances[cpus]["facts"]
+    assert facts["sshd_passwords"] == "no"
+    assert facts["password_users"].split() == []
 
 
 def test_instances_have_their_own_machine_ids(instances: dict) -> None:
