@@ -8,9 +8,8 @@ DEMO_VM := demo
 # The demo guest runs Debian 12's Python 3.11, the same interpreter as this Debian 12 controller's /usr/bin/python3:
 # `lab wheel` builds the Meinheld wheel here once (20 s to a minute, cached in $(CACHE)/meinheld/lab/) instead of in
 # the TCG guest (about 15 minutes); on a controller that cannot build for the guest it prints nothing and says why,
-# and the role builds in the guest. The molecule VM scenarios get their wheels the same way (molecule/resources).
-# Packer's image build (mk/packer.mk) keeps its wheel here.
-DEMO_WHEEL_DIR := $(CACHE)/meinheld/debian12
+# and the role builds in the guest. The molecule VM scenarios, `make image` and `make test-reliability` get their
+# wheels the same way.
 
 # The VM tier joins `make test` (green: two boots, about 3 min). test-molecule is added by the lead once the roles pass.
 TEST_TIERS += test-lab
