@@ -193,7 +193,8 @@ def provision_lines(provision: dict[str, Any]) -> list[str]:
     lines = [
         f"{provision.get('date', '')}: {provision.get('dist', '')} lab VM ({provision.get('vm', '')}), QEMU "
         f"accelerator {provision.get('accelerator', 'unknown')}; load average at the start "
-        + " / ".join(f"{v:.2f}" for v in provision.get("loadavg_start", [])),
+        + " / ".join(f"{v:.2f}" for v in provision.get("loadavg_start", []))
+        + (f"; Meinheld: {provision['meinheld']}" if "meinheld" in provision else ""),
         "",
         "| step | seconds | changed tasks |",
         "|---|--:|--:|",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench import provision
@@ -25,3 +27,17 @@ def test_missing_parts_are_reported_not_run(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(provision, "missing_parts", lambda: ["playbooks/site.yml"])
     outcome = provision.run()
     assert outcome == {"status": "not run", "reason": "playbooks/site.yml not in this checkout yet"}
+
+
+@pytest.mark.parametrize(
+    ("wheel", "expected_extra"),
+    [
+        ("/cache/m.whl", {"server_meinheld_source": "/cache/m.whl", "interpreter_keep_build_deps": False}),
+        (None, {}),
+    ],
+)
+def test_site_vars_hand_the_guest_the_controller_wheel(
+    tmp_path: Path, wheel: str | None, expected_extra: dict[str, object]
+) -> None:
+    app = {"app_list": [{"name": "example", "source": "local", "path": str(tmp_path)}]}
+    assert provision.site_vars(tmp_path, wheel) == {**app, **expected_extra}
