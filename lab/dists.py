@@ -75,6 +75,8 @@ class Dist:
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SECURITY = "http://deb.debian.org/debian-security"
 UBUNTU_MIRROR = "http://archive.ubuntu.com/ubuntu"
+# The components of a standard Ubuntu server install: python3-venv, which the interpreter role installs, is in universe.
+UBUNTU_COMPONENTS = ("main", "restricted", "universe", "multiverse")
 
 DISTS: dict[str, Dist] = {
     d.name: d
@@ -108,7 +110,7 @@ DISTS: dict[str, Dist] = {
             "noble",
             UBUNTU_MIRROR,
             UBUNTU_MIRROR,
-            ("main",),
+            UBUNTU_COMPONENTS,
             ("initramfs-tools", "linux-image-virtual"),
             "3.12",
             "2.39",
@@ -119,7 +121,7 @@ DISTS: dict[str, Dist] = {
             "jammy",
             UBUNTU_MIRROR,
             UBUNTU_MIRROR,
-            ("main",),
+            UBUNTU_COMPONENTS,
             ("initramfs-tools", "linux-image-virtual"),
             "3.10",
             "2.35",

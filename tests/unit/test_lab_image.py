@@ -123,3 +123,9 @@ def test_stale_keeps_current_and_in_use_images(tmp_path: Path) -> None:
         (tmp_path / name).mkdir()
     current = {"debian12": "debian12-new", "debian13": "debian13-cur"}
     assert image.stale(tmp_path, current, {"debian12-booted"}) == [tmp_path / "debian12-old"]
+
+
+@pytest.mark.parametrize("name", ["ubuntu2404", "ubuntu2204"])
+def test_ubuntu_guests_have_universe_as_a_standard_install_does(name: str) -> None:
+    """The interpreter role installs python3-venv, which Ubuntu ships in universe, not main."""
+    assert all(line.endswith(" main restricted universe multiverse") for line in dists.get(name).source_lines())
