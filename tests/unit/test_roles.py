@@ -220,6 +220,44 @@ def test_a_release_is_named_by_its_content(
 
 
 @pytest.mark.parametrize(
+    ("commit", "release"),
+    [("12d756a26cf074af36cdbafa97cdcbdd1571cc19", "git-12d756a26cf0"), ("ab" * 32, "git-abababababab")],
+    ids=["sha1", "sha256"],
+)
+def test_a_git_release_is_named_by_its_commit(filters: ModuleType, commit: str, release: str) -> None:
+    assert filters.app_git_release(commit) == release
+
+
+@pytest.mark.parametrize("commit", ["", "HEAD", "v1.0", "12d756a26cf0"])
+def test_a_git_release_needs_a_full_commit_id(filters: ModuleType, commit: str) -> None:
+    with pytest.raises(ValueError, match="not a full git commit id"):
+        filters.app_git_release(commit)
+
+
+def _show(unit: str, load: str, active: str, file_state: str) -> str:
+    return f"Id={unit}\nLoadState={load}\nActiveState={active}\nUnitFileState={file_state}\n"
+
+
+@pytest.mark.parametrize(
+    ("block", "stopped"),
+    [
+        (_show("gunicorn@a.service", "loaded", "active", "enabled"), True),
+        (_show("gunicorn@a.service", "loaded", "inactive", "enabled"), True),
+        (_show("gunicorn@a.socket", "loaded", "active", "disabled"), True),
+        (_show("gunicorn@a.service", "loaded", "inactive", "disabled"), False),
+        (_show("gunicorn@a.service", "loaded", "failed", "disabled"), False),
+        (_show("gunicorn@a.socket", "bad-setting", "inactive", "disabled"), False),
+        (_show("gunicorn@a.socket", "not-found", "inactive", ""), False),
+    ],
+    ids=["running", "enabled", "socket-listening", "gone", "failed", "no-listen-drop-in", "not-found"],
+)
+def test_absent_acts_only_on_units_that_run_or_are_enabled(filters: ModuleType, block: str, stopped: bool) -> None:
+    other = _show("gunicorn@b.service", "loaded", "active", "enabled")
+    expected = ["gunicorn@a.service" if ".service" in block else "gunicorn@a.socket"] if stopped else []
+    assert filters.app_units_to_stop(block + "\n" + other) == [*expected, "gunicorn@b.service"]
+
+
+@pytest.mark.parametrize(
     ("bind", "listen"),
     [
         ("0.0.0.0:80", "0.0.0.0:80"),

@@ -1,4 +1,5 @@
-"""Changes through site.yml: restart on env changes, graceful reload on code changes, several apps, removal, reboot.
+"""Changes through site.yml: restart on env changes, graceful reload on code changes, several apps, git and pip
+sources, removal, reboot.
 
 The tests run in file order and each leaves the host in the state the next one starts from; the last restores the
 default converge (the example app only, default settings).
@@ -7,16 +8,21 @@ default converge (the example app only, default settings).
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.verify import sources
 from tests.verify.conftest import APP, EXAMPLE_DIR, HELLO, App, Site, wait_for
 
 WPC1 = {"WORKERS_PER_CORE": "1"}
 SECOND = "second"
 SECOND_PORT = 8081
+FROM_GIT, FROM_GIT_PORT, FROM_GIT_HELLO = "fromgit", 8082, f"{HELLO} via git"
+FROM_PIP, FROM_PIP_PORT, FROM_PIP_HELLO = "frompip", 8083, f"{HELLO} via pip"
+HOST_SOURCES = "/opt/verify-sources"  # where the git and pip artifacts land on the host
 
 
 def example(**fields: Any) -> dict[str, Any]:
@@ -31,6 +37,33 @@ def changed_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
     main = copy / "main.py"
     main.write_text(main.read_text().replace(f'"{HELLO}"', f'"{HELLO} v2"'))
     return copy
+
+
+@pytest.fixture(scope="module")
+def shipped(host: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[sources.GitSource]:
+    """The git and pip artifacts, made on the controller and unpacked on the host; removed from it afterwards."""
+    workdir = tmp_path_factory.mktemp("sources")
+    git = sources.git_source(workdir, FROM_GIT_HELLO)
+    wheel = sources.wheel(workdir, FROM_PIP_HELLO)
+    host.ansible("ansible.builtin.file", f"path={HOST_SOURCES} state=directory mode=0755", check=False, become=True)
+    host.ansible("ansible.builtin.unarchive", f"src={git.tarball} dest={HOST_SOURCES}", check=False, become=True)
+    host.ansible("ansible.builtin.copy", f"src={wheel} dest={HOST_SOURCES}/{wheel.name}", check=False, become=True)
+    yield git
+    host.ansible("ansible.builtin.file", f"path={HOST_SOURCES} state=absent", check=False, become=True)
+
+
+def other_sources(git: sources.GitSource) -> list[dict[str, Any]]:
+    """An app from a git URL and tag, and one from a pip requirement, beside the example app's local source."""
+    wheel = f"{sources.PACKAGE}-{sources.VERSION}-py3-none-any.whl"
+    return [
+        {"name": FROM_GIT, "repo": f"file://{HOST_SOURCES}/{git.repo_name}", "version": git.tag, "port": FROM_GIT_PORT},
+        {
+            "name": FROM_PIP,
+            "requirement": f"{sources.PACKAGE} @ file://{HOST_SOURCES}/{wheel}",
+            "port": FROM_PIP_PORT,
+            "env": {"APP_MODULE": f"{sources.PACKAGE}.main:app"},
+        },
+    ]
 
 
 def test_changing_workers_per_core_restarts_and_resizes(site: Site, app: App) -> None:
@@ -87,20 +120,41 @@ def test_two_apps_on_one_host(site: Site, app: App, host: Any) -> None:
     assert second.env()["PORT"] == str(SECOND_PORT)
 
 
-def test_state_absent_removes_the_app_completely(site: Site, app: App, host: Any) -> None:
-    result = site.converge({"app_list": [example(), {"name": SECOND, "state": "absent"}]})
+def test_apps_from_a_git_tag_and_a_pip_requirement(site: Site, app: App, host: Any, shipped: sources.GitSource) -> None:
+    apps = [example(), *other_sources(shipped)]
+    result = site.converge({"app_list": apps})
     assert result.rc == 0, result.output[-3000:]
-    unit = f"gunicorn@{SECOND}.service"
-    assert not host.service(unit).is_running
-    assert not host.service(unit).is_enabled
-    assert not host.service(f"gunicorn@{SECOND}.socket").is_running
-    assert not host.file(f"/etc/systemd/system/gunicorn@{SECOND}.socket.d").exists
-    assert not host.file(f"/etc/gunicorn/{SECOND}.env").exists
-    assert not host.file(f"/srv/{SECOND}").exists
-    assert not host.user(SECOND).exists
-    assert not host.group(SECOND).exists
-    assert App(host, SECOND).get(SECOND_PORT)[0] == 0
+    from_git, from_pip = App(host, FROM_GIT), App(host, FROM_PIP)
+    assert from_git.wait_serving(FROM_GIT_PORT, FROM_GIT_HELLO) == (200, FROM_GIT_HELLO), "the tag, not the branch head"
+    assert from_pip.wait_serving(FROM_PIP_PORT, FROM_PIP_HELLO) == (200, FROM_PIP_HELLO)
+    assert host.file(f"/srv/{FROM_GIT}/app").linked_to == f"/srv/{FROM_GIT}/releases/git-{shipped.commit[:12]}"
+    assert host.file(f"/srv/{FROM_PIP}/app").linked_to.startswith(f"/srv/{FROM_PIP}/releases/pip-")
+    masters = (from_git.main_pid, from_pip.main_pid)
+    again = site.converge({"app_list": apps})
+    assert (again.rc, again.changed) == (0, 0), again.output[-3000:]
+    assert (from_git.main_pid, from_pip.main_pid) == masters
     assert app.get() == (200, HELLO)
+
+
+def test_state_absent_removes_the_app_completely(site: Site, app: App, host: Any) -> None:
+    gone = [SECOND, FROM_GIT, FROM_PIP]
+    apps = [example(), *({"name": name, "state": "absent"} for name in gone)]
+    result = site.converge({"app_list": apps})
+    assert result.rc == 0, result.output[-3000:]
+    for name, port in zip(gone, [SECOND_PORT, FROM_GIT_PORT, FROM_PIP_PORT], strict=True):
+        unit = f"gunicorn@{name}.service"
+        assert not host.service(unit).is_running, name
+        assert not host.service(unit).is_enabled, name
+        assert not host.service(f"gunicorn@{name}.socket").is_running, name
+        assert not host.file(f"/etc/systemd/system/gunicorn@{name}.socket.d").exists, name
+        assert not host.file(f"/etc/gunicorn/{name}.env").exists, name
+        assert not host.file(f"/srv/{name}").exists, name
+        assert not host.user(name).exists, name
+        assert not host.group(name).exists, name
+        assert App(host, name).get(port)[0] == 0, name
+    assert app.get() == (200, HELLO)
+    again = site.converge({"app_list": apps})  # absent apps stay in an operator's list: a rerun must converge
+    assert (again.rc, again.changed) == (0, 0), again.output[-3000:]
 
 
 def test_default_converge_restores_the_example_app(site: Site, app: App) -> None:

@@ -309,6 +309,13 @@ def app_local_files(apps: list[Mapping[str, Any]], excludes: list[str]) -> dict[
     return {"dirs": dirs, "files": files, "releases": releases}
 
 
+def app_git_release(commit: str) -> str:
+    """The release name of a git source: the commit it checks out, abbreviated as git abbreviates (12 hex digits)."""
+    if not re.fullmatch(r"[0-9a-f]{40}([0-9a-f]{24})?", commit):
+        raise ValueError(f"not a full git commit id: {commit!r}")
+    return "git-" + commit[:12]
+
+
 def app_pip_release(app: Mapping[str, Any]) -> str:
     """The release name of a pip source: its code lives in the venv, the release directory records the requirement."""
     return "pip-" + hashlib.sha256(str(app.get("requirement")).encode()).hexdigest()[:12]
@@ -347,6 +354,23 @@ def app_moving(link_results: list[Mapping[str, Any]], releases: Mapping[str, str
     ]
 
 
+def app_units_to_stop(show_output: str) -> list[str]:
+    """The units of `systemctl show -p Id,LoadState,ActiveState,UnitFileState U...` that are running or enabled.
+
+    A removed app's socket instance without its ListenStream= drop-in (removed by an earlier run, or never written
+    because its first deploy failed) does not load ("bad-setting"): it cannot run, and systemctl refuses to act on it,
+    so only loaded units are stopped and disabled. That keeps `state: absent` converging on every later run.
+    """
+    stop: list[str] = []
+    for block in show_output.strip().split("\n\n"):
+        unit = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        running = unit.get("ActiveState", "inactive") not in ("inactive", "failed")
+        enabled = unit.get("UnitFileState", "").startswith("enabled")
+        if unit.get("LoadState") == "loaded" and (running or enabled):
+            stop.append(unit["Id"])
+    return stop
+
+
 def app_stale_releases(find_results: list[Mapping[str, Any]], releases: Mapping[str, str], keep: int) -> list[str]:
     """The release directories to delete: all but the newest `keep` per app (by mtime), never the serving one."""
     stale: list[str] = []
@@ -368,9 +392,11 @@ class FilterModule:
             "app_input_errors": app_input_errors,
             "app_effective_port": app_effective_port,
             "app_local_files": app_local_files,
+            "app_git_release": app_git_release,
             "app_pip_release": app_pip_release,
             "app_listen_stream": app_listen_stream,
             "app_listens": app_listens,
             "app_moving": app_moving,
             "app_stale_releases": app_stale_releases,
+            "app_units_to_stop": app_units_to_stop,
         }
