@@ -9,7 +9,9 @@ from pathlib import Path
 from lab import progress
 
 # Every VM of an image shares its host keys and ports are reused across VMs, so known_hosts would only ever hold
-# stale entries: the lab's VMs are reached on loopback only and are not checked.
+# stale entries: the lab's VMs are reached on loopback only and are not checked. QEMU's user network keeps the
+# host side of a forwarded connection open when the guest reboots, so a connection (Ansible's ControlPersist master)
+# would wait forever on a guest that no longer knows it: keep-alives give up on it after 30 s instead.
 COMMON_OPTIONS = (
     "-o",
     "StrictHostKeyChecking=no",
@@ -19,6 +21,10 @@ COMMON_OPTIONS = (
     "LogLevel=ERROR",
     "-o",
     "IdentitiesOnly=yes",
+    "-o",
+    "ServerAliveInterval=5",
+    "-o",
+    "ServerAliveCountMax=6",
 )
 
 
