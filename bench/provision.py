@@ -165,8 +165,8 @@ def accelerator() -> str:
     """What the lab's QEMU runs on (its cached probe), or "unknown"."""
     probe = paths.REPO / ".cache" / "lab" / "accel.json"
     try:
-        return json.dumps(json.loads(probe.read_text()), sort_keys=True)
-    except (OSError, ValueError):
+        return str(json.loads(probe.read_text())["accel"])
+    except (OSError, ValueError, KeyError):
         return "unknown"
 
 
