@@ -20,6 +20,7 @@ from tests.verify.conftest import EXAMPLE_DIR, HELLO
 
 PACKAGE = "greeter"
 VERSION = "1.0"
+WHEEL = f"{PACKAGE}-{VERSION}-py3-none-any.whl"  # the file name pip reads the name, version and tags from
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def wheel(workdir: Path, greeting: str) -> Path:
     }
     record = [f"{name},{_record_hash(text.encode())},{len(text.encode())}" for name, text in files.items()]
     files[f"{dist_info}/RECORD"] = "\n".join([*record, f"{dist_info}/RECORD,,"]) + "\n"
-    path = workdir / f"{PACKAGE}-{VERSION}-py3-none-any.whl"
+    path = workdir / WHEEL
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, text in files.items():
             archive.writestr(name, text)

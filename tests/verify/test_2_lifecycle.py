@@ -47,19 +47,18 @@ def shipped(host: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[sou
     wheel = sources.wheel(workdir, FROM_PIP_HELLO)
     host.ansible("ansible.builtin.file", f"path={HOST_SOURCES} state=directory mode=0755", check=False, become=True)
     host.ansible("ansible.builtin.unarchive", f"src={git.tarball} dest={HOST_SOURCES}", check=False, become=True)
-    host.ansible("ansible.builtin.copy", f"src={wheel} dest={HOST_SOURCES}/{wheel.name}", check=False, become=True)
+    host.ansible("ansible.builtin.copy", f"src={wheel} dest={HOST_SOURCES}/{sources.WHEEL}", check=False, become=True)
     yield git
     host.ansible("ansible.builtin.file", f"path={HOST_SOURCES} state=absent", check=False, become=True)
 
 
 def other_sources(git: sources.GitSource) -> list[dict[str, Any]]:
     """An app from a git URL and tag, and one from a pip requirement, beside the example app's local source."""
-    wheel = f"{sources.PACKAGE}-{sources.VERSION}-py3-none-any.whl"
     return [
         {"name": FROM_GIT, "repo": f"file://{HOST_SOURCES}/{git.repo_name}", "version": git.tag, "port": FROM_GIT_PORT},
         {
             "name": FROM_PIP,
-            "requirement": f"{sources.PACKAGE} @ file://{HOST_SOURCES}/{wheel}",
+            "requirement": f"{sources.PACKAGE} @ file://{HOST_SOURCES}/{sources.WHEEL}",
             "port": FROM_PIP_PORT,
             "env": {"APP_MODULE": f"{sources.PACKAGE}.main:app"},
         },
