@@ -20,13 +20,15 @@ from pathlib import Path
 import pytest
 
 from tests.verify import conftest as verify
-from tests.verify.conftest import APP, BIN, Site
+from tests.verify.conftest import APP, BIN, EXAMPLE_DIR, Site
 
 # The verify suite's fixtures, shared: the site (re-converging the host) and the app under test.
 site = verify.site
 app = verify.app
 
 RELIABILITY_APP = Path(__file__).resolve().parent / "app"
+# The example app as the app list of site.yml's defaults names it, for tests that add entries beside it.
+EXAMPLE = {"name": APP, "path": str(EXAMPLE_DIR)}
 
 
 @dataclass

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.reliability.conftest import Report
-from tests.verify.conftest import APP, EXAMPLE_DIR, HELLO, App, Site
+from tests.reliability.conftest import EXAMPLE, Report
+from tests.verify.conftest import APP, HELLO, App, Site
 
 SECRET = "s3cret-token-8f2b71"  # a made-up value the test looks for
 
 
 def test_secret_values_stay_out_of_ansible_output(site: Site, host: Any, report: Report) -> None:
-    example = {"name": APP, "path": str(EXAMPLE_DIR)}
-    result = site.converge({"app_list": [{**example, "secret_env": {"API_TOKEN": SECRET}}]})
+    result = site.converge({"app_list": [{**EXAMPLE, "secret_env": {"API_TOKEN": SECRET}}]})
     assert result.rc == 0, result.output[-3000:]
     assert SECRET not in result.output
     env_file = host.file(f"/etc/gunicorn/{APP}.env")
     assert f'API_TOKEN="{SECRET}"' in env_file.content_string
     assert (env_file.user, env_file.group, env_file.mode) == ("root", APP, 0o640)
-    bad = site.converge({"app_list": [{**example, "secret_env": {"WORKERS_PER_CORE": SECRET}}]})
+    bad = site.converge({"app_list": [{**EXAMPLE, "secret_env": {"WORKERS_PER_CORE": SECRET}}]})
     rejected = bad.rc != 0 and SECRET not in bad.output and "WORKERS_PER_CORE (value hidden) is invalid" in bad.output
     report.bad_inputs.append(("role: invalid secret_env value (named, not shown)", rejected))
     assert bad.rc != 0

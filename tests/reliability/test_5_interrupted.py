@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.reliability.conftest import Report
-from tests.verify.conftest import APP, EXAMPLE_DIR, HELLO, App, Site
+from tests.reliability.conftest import EXAMPLE, Report
+from tests.verify.conftest import EXAMPLE_DIR, HELLO, App, Site
 
 HALFWAY, HALFWAY_PORT = "halfway", 8084
 
@@ -19,8 +19,7 @@ def test_a_venv_left_without_pip_is_completed_by_the_next_run(site: Site, host: 
     # The state an interrupted ensurepip leaves: the interpreter link is there, pip is not.
     host.run_expect([0], f"python3 -m venv --without-pip {venv}")
     assert not host.file(f"{venv}/bin/pip").exists
-    example = {"name": APP, "path": str(EXAMPLE_DIR)}
-    apps = [example, {"name": HALFWAY, "path": str(EXAMPLE_DIR), "port": HALFWAY_PORT}]
+    apps = [EXAMPLE, {"name": HALFWAY, "path": str(EXAMPLE_DIR), "port": HALFWAY_PORT}]
     result = site.converge({"app_list": apps})
     halfway = App(host, HALFWAY)
     served = halfway.wait_serving(HALFWAY_PORT) if result.rc == 0 else (0, "")
@@ -29,6 +28,6 @@ def test_a_venv_left_without_pip_is_completed_by_the_next_run(site: Site, host: 
     assert result.rc == 0, result.output[-3000:]
     assert host.file(f"{venv}/bin/pip").exists
     assert served == (200, HELLO)
-    removed = site.converge({"app_list": [example, {"name": HALFWAY, "state": "absent"}]})
+    removed = site.converge({"app_list": [EXAMPLE, {"name": HALFWAY, "state": "absent"}]})
     assert removed.rc == 0, removed.output[-3000:]
     assert not host.file(f"/srv/{HALFWAY}").exists
