@@ -5,8 +5,8 @@ Run against one converged host (the molecule scenarios do this for each lab VM):
     pytest tests/verify --connection=ansible --ansible-inventory=INVENTORY --hosts=HOST
 
 The lifecycle tests re-run playbooks/site.yml against the same inventory and host with other app lists, then restore
-the default (the example app, nothing else). Reboot: the ansible reboot module by default; a host that cannot reboot
-itself in place (a systemd container) names a controller command in VERIFY_REBOOT_COMMAND.
+the default (the example app, nothing else). Reboot: the host reboots itself (Site.reboot); a host that cannot reboot
+in place (a systemd container) names a controller command in VERIFY_REBOOT_COMMAND.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -31,6 +32,7 @@ APP = "example"  # the app role's default app
 EXAMPLE_DIR = REPO / "example_app"
 HELLO = "Hello World from Flask"
 DEFAULT_WORKERS_PER_CORE = 2.0  # gunicorn_conf.py's default, used when the env file does not set it
+ANSIBLE_UNREACHABLE = 4  # ansible's exit status when the host could not be reached
 T = TypeVar("T")
 
 
@@ -81,15 +83,54 @@ class Site:
         result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=1800)
         return Converge(result.returncode, result.stdout + result.stderr)
 
-    def reboot(self) -> None:
+    def on_host(self, script: str, timeout: float) -> tuple[int, str] | None:
+        """Run a shell script on the host through ``ansible -m raw``; (rc, stdout), or None if it did not answer.
+
+        ansible's task timeout bounds each call, connection included, so a session that hangs (as one did across a lab
+        VM's reboot) costs one try, not the test.
+        """
+        argv = [str(BIN / "ansible"), "-i", self.inventory, self.host_name, "-m", "ansible.builtin.raw", "-a", script]
+        argv += ["--task-timeout", str(timeout)]
+        result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=timeout + 60)
+        if result.returncode == ANSIBLE_UNREACHABLE:
+            return None
+        # The ad-hoc output of raw: "HOST | CHANGED | rc=0 >>" (FAILED for rc != 0; rc=-1 on the task timeout), then
+        # what the script printed.
+        answer = re.search(rf"^{re.escape(self.host_name)} \| \w+ \| rc=(-?\d+) >>\n(.*)", result.stdout, re.M | re.S)
+        if answer is None:
+            raise AssertionError(
+                f"no answer from {self.host_name} in ansible's output:\n{result.stdout}{result.stderr}"
+            )
+        return None if int(answer[1]) < 0 else (int(answer[1]), answer[2])
+
+    def reboot(self, timeout: float = 900) -> None:
+        """Reboot the host and return once its systemd has finished booting again (a new boot id).
+
+        Not ansible.builtin.reboot: its wait has one deadline for the whole wait, not one per connection, and on a lab
+        VM one of its SSH sessions hung for minutes after the guest was back. Here the host schedules its own reboot
+        (a timer, so the command returns first) and every probe for its return is bounded by on_host.
+        """
         command = os.environ.get("VERIFY_REBOOT_COMMAND")
         if command:
-            argv = shlex.split(command)
-        else:
-            argv = [str(BIN / "ansible"), "-i", self.inventory, self.host_name, "-m", "ansible.builtin.reboot"]
-            argv += ["-a", "reboot_timeout=900"]
-        result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=1200)
-        assert result.returncode == 0, result.stdout + result.stderr
+            result = subprocess.run(
+                shlex.split(command), cwd=REPO, capture_output=True, text=True, check=False, timeout=1200
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+            return
+        read_boot_id = "cat /proc/sys/kernel/random/boot_id"
+        before = self.on_host(read_boot_id, timeout=120)
+        assert before is not None and before[0] == 0, f"cannot read the boot id of {self.host_name}: {before}"
+        scheduled = self.on_host("systemd-run --on-active=2 systemctl reboot", timeout=120)
+        assert scheduled is not None and scheduled[0] == 0, f"cannot schedule a reboot of {self.host_name}: {scheduled}"
+        deadline = time.monotonic() + timeout
+        answer = None
+        while time.monotonic() < deadline:
+            time.sleep(5)
+            answer = self.on_host(f"systemctl is-system-running --wait; {read_boot_id}", timeout=180)
+            words = answer[1].split() if answer else []
+            if len(words) >= 2 and words[-1] != before[1].strip() and words[-2] in ("running", "degraded"):
+                return
+        raise AssertionError(f"{self.host_name} did not come back from its reboot within {timeout} s: {answer}")
 
 
 @pytest.fixture(scope="session")
