@@ -1,33 +1,73 @@
 """An interrupted run (Ctrl-C, a dropped SSH connection) leaves the host half-changed: the next run must finish the job.
 
-The window tested here is the longest of a first deploy: `python3 -m venv` installing pip into a new app's venv
-(ensurepip, a minute under TCG). Stopped there, the venv has bin/python and no bin/pip.
+The windows tested here are the long steps of a first deploy: `python3 -m venv` installing pip into a new app's venv
+(ensurepip, a minute under TCG; stopped there, the venv has bin/python and no bin/pip), and the copy of the app's
+files into its release (stopped there, the release holds some files, maybe one cut short, and no `.shipped` marker).
+Both states are made by hand for two new apps beside the example, and one converge must serve both.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
+from tests.conftest import load_module
 from tests.reliability.conftest import EXAMPLE, Report
-from tests.verify.conftest import EXAMPLE_DIR, HELLO, App, Site
+from tests.verify.conftest import EXAMPLE_DIR, HELLO, REPO, App, Site
 
 HALFWAY, HALFWAY_PORT = "halfway", 8084
+HALFCOPY, HALFCOPY_PORT = "halfcopy", 8085
+APP_ROLE = REPO / "roles" / "app"
 
 
-def test_a_venv_left_without_pip_is_completed_by_the_next_run(site: Site, host: Any, report: Report) -> None:
+def local_release(name: str) -> str:
+    """The release name the app role gives the example app's code deployed as ``name`` (its filter, its excludes)."""
+    filters = load_module(APP_ROLE / "filter_plugins" / "app_filters.py")
+    excludes = yaml.safe_load((APP_ROLE / "defaults" / "main.yml").read_text())["app_local_excludes"]
+    app = {"name": name, "path": str(EXAMPLE_DIR), "source": "local", "state": "present"}
+    return filters.app_local_files([app], excludes)["releases"][name]
+
+
+def test_a_first_deploy_stopped_halfway_is_finished_by_the_next_run(site: Site, host: Any, report: Report) -> None:
     venv = f"/srv/{HALFWAY}/venv"
-    # The state an interrupted ensurepip leaves: the interpreter link is there, pip is not.
+    # What a stop during ensurepip leaves: the interpreter link is there, pip is not.
     host.run_expect([0], f"python3 -m venv --without-pip {venv}")
     assert not host.file(f"{venv}/bin/pip").exists
-    apps = [EXAMPLE, {"name": HALFWAY, "path": str(EXAMPLE_DIR), "port": HALFWAY_PORT}]
+    # What a stop during the copy leaves: the release directory with its first file cut short, the rest missing.
+    release = f"/srv/{HALFCOPY}/releases/{local_release(HALFCOPY)}"
+    host.run_expect([0], f"install -d {release}")
+    host.run_expect([0], f"echo 'import sys' > {release}/main.py")
+    apps = [
+        EXAMPLE,
+        {"name": HALFWAY, "path": str(EXAMPLE_DIR), "port": HALFWAY_PORT},
+        {"name": HALFCOPY, "path": str(EXAMPLE_DIR), "port": HALFCOPY_PORT},
+    ]
     result = site.converge({"app_list": apps})
-    halfway = App(host, HALFWAY)
-    served = halfway.wait_serving(HALFWAY_PORT) if result.rc == 0 else (0, "")
-    detail = f"next run rc={result.rc}, the app answered {served[0]}"
-    report.faults.append(("a run stopped while the venv got pip", served == (200, HELLO), detail))
+    halfway_served = App(host, HALFWAY).wait_serving(HALFWAY_PORT) if result.rc == 0 else (0, "")
+    halfcopy_served = App(host, HALFCOPY).wait_serving(HALFCOPY_PORT) if result.rc == 0 else (0, "")
+    report.faults.append(
+        (
+            "a run stopped while the venv got pip",
+            halfway_served == (200, HELLO),
+            f"next run rc={result.rc}, the app answered {halfway_served[0]}",
+        )
+    )
+    report.faults.append(
+        (
+            "a run stopped while copying the code",
+            halfcopy_served == (200, HELLO),
+            f"next run rc={result.rc}, the app answered {halfcopy_served[0]}",
+        )
+    )
     assert result.rc == 0, result.output[-3000:]
     assert host.file(f"{venv}/bin/pip").exists
-    assert served == (200, HELLO)
-    removed = site.converge({"app_list": [EXAMPLE, {"name": HALFWAY, "state": "absent"}]})
+    assert halfway_served == (200, HELLO)
+    assert host.file(f"{release}/main.py").content_string == (EXAMPLE_DIR / "main.py").read_text()
+    assert host.file(f"{release}/.shipped").exists
+    assert halfcopy_served == (200, HELLO)
+    gone = [EXAMPLE, {"name": HALFWAY, "state": "absent"}, {"name": HALFCOPY, "state": "absent"}]
+    removed = site.converge({"app_list": gone})
     assert removed.rc == 0, removed.output[-3000:]
     assert not host.file(f"/srv/{HALFWAY}").exists
+    assert not host.file(f"/srv/{HALFCOPY}").exists

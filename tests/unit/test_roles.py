@@ -6,7 +6,6 @@ The argument specs, the defaults and their comments must describe the same varia
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import socket
 from collections.abc import Callable
@@ -16,27 +15,21 @@ from types import ModuleType
 import pytest
 import yaml
 
+from tests.conftest import load_module
+
 REPO = Path(__file__).resolve().parents[2]
 ROLES = ("interpreter", "server", "app")
 EXAMPLE = str(REPO / "example_app")
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def filters() -> ModuleType:
-    return _load(REPO / "roles" / "app" / "filter_plugins" / "app_filters.py")
+    return load_module(REPO / "roles" / "app" / "filter_plugins" / "app_filters.py")
 
 
 @pytest.fixture(scope="module")
 def listeners_module() -> ModuleType:
-    return _load(REPO / "roles" / "app" / "library" / "gunicorn_listeners.py")
+    return load_module(REPO / "roles" / "app" / "library" / "gunicorn_listeners.py")
 
 
 def app(**fields: object) -> dict[str, object]:
