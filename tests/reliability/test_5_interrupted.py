@@ -1,13 +1,15 @@
 """An interrupted run (Ctrl-C, a dropped SSH connection) leaves the host half-changed: the next run must finish the job.
 
 The windows tested here are the long steps of a first deploy: `python3 -m venv` installing pip into a new app's venv
-(ensurepip, a minute under TCG; stopped there, the venv has bin/python and no bin/pip), and the copy of the app's
+(ensurepip, a minute under TCG; stopped there, the venv has bin/python and no bin/pip), and the shipping of the app's
 files into its release (stopped there, the release holds some files, maybe one cut short, and no `.shipped` marker).
 Both states are made by hand for two new apps beside the example, and one converge must serve both.
 """
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -21,27 +23,39 @@ HALFCOPY, HALFCOPY_PORT = "halfcopy", 8085
 APP_ROLE = REPO / "roles" / "app"
 
 
-def local_release(name: str) -> str:
-    """The release name the app role gives the example app's code deployed as ``name`` (its filter, its excludes)."""
+def local_release(name: str, source: Path) -> str:
+    """The release name the app role gives the code in ``source`` deployed as ``name`` (its filter, its excludes)."""
     filters = load_module(APP_ROLE / "filter_plugins" / "app_filters.py")
     excludes = yaml.safe_load((APP_ROLE / "defaults" / "main.yml").read_text())["app_local_excludes"]
-    app = {"name": name, "path": str(EXAMPLE_DIR), "source": "local", "state": "present"}
+    app = {"name": name, "path": str(source), "source": "local", "state": "present"}
     return filters.app_local_files([app], excludes)["releases"][name]
 
 
-def test_a_first_deploy_stopped_halfway_is_finished_by_the_next_run(site: Site, host: Any, report: Report) -> None:
+def example_with_more_files(root: Path) -> Path:
+    """The example app plus what a real source has: a subdirectory and a prestart.sh."""
+    shutil.copytree(EXAMPLE_DIR, root, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "static").mkdir()
+    (root / "static" / "hello.txt").write_text("hello\n")
+    (root / "prestart.sh").write_text("#!/bin/sh\nexit 0\n")
+    return root
+
+
+def test_a_first_deploy_stopped_halfway_is_finished_by_the_next_run(
+    site: Site, host: Any, report: Report, tmp_path: Path
+) -> None:
     venv = f"/srv/{HALFWAY}/venv"
     # What a stop during ensurepip leaves: the interpreter link is there, pip is not.
     host.run_expect([0], f"python3 -m venv --without-pip {venv}")
     assert not host.file(f"{venv}/bin/pip").exists
-    # What a stop during the copy leaves: the release directory with its first file cut short, the rest missing.
-    release = f"/srv/{HALFCOPY}/releases/{local_release(HALFCOPY)}"
+    # What a stop while shipping leaves: the release directory with a file cut short, the rest missing.
+    source = example_with_more_files(tmp_path / "src")
+    release = f"/srv/{HALFCOPY}/releases/{local_release(HALFCOPY, source)}"
     host.run_expect([0], f"install -d {release}")
     host.run_expect([0], f"echo 'import sys' > {release}/main.py")
     apps = [
         EXAMPLE,
         {"name": HALFWAY, "path": str(EXAMPLE_DIR), "port": HALFWAY_PORT},
-        {"name": HALFCOPY, "path": str(EXAMPLE_DIR), "port": HALFCOPY_PORT},
+        {"name": HALFCOPY, "path": str(source), "port": HALFCOPY_PORT},
     ]
     result = site.converge({"app_list": apps})
     halfway_served = App(host, HALFWAY).wait_serving(HALFWAY_PORT) if result.rc == 0 else (0, "")
@@ -55,7 +69,7 @@ def test_a_first_deploy_stopped_halfway_is_finished_by_the_next_run(site: Site, 
     )
     report.faults.append(
         (
-            "a run stopped while copying the code",
+            "a run stopped while shipping the code",
             halfcopy_served == (200, HELLO),
             f"next run rc={result.rc}, the app answered {halfcopy_served[0]}",
         )
@@ -65,6 +79,14 @@ def test_a_first_deploy_stopped_halfway_is_finished_by_the_next_run(site: Site, 
     assert halfway_served == (200, HELLO)
     assert host.file(f"{release}/main.py").content_string == (EXAMPLE_DIR / "main.py").read_text()
     assert host.file(f"{release}/.shipped").exists
+    # The shipped release: root-owned code that the app's group can read (and run prestart.sh from) but not change.
+    owners = host.check_output(f"cd {release} && stat -c '%n %a %U %G' main.py static static/hello.txt prestart.sh")
+    assert owners.splitlines() == [
+        f"main.py 640 root {HALFCOPY}",
+        f"static 750 root {HALFCOPY}",
+        f"static/hello.txt 640 root {HALFCOPY}",
+        f"prestart.sh 750 root {HALFCOPY}",
+    ]
     assert halfcopy_served == (200, HELLO)
     gone = [EXAMPLE, {"name": HALFWAY, "state": "absent"}, {"name": HALFCOPY, "state": "absent"}]
     removed = site.converge({"app_list": gone})

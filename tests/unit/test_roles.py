@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import socket
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -210,6 +211,49 @@ def test_a_release_is_named_by_its_content(
     after = _release_of(filters, tmp_path)
     assert before.startswith("local-")
     assert (before == after) is same_release
+
+
+@pytest.fixture(scope="module")
+def ship() -> ModuleType:
+    return load_module(REPO / "roles" / "app" / "action_plugins" / "app_ship_release.py")
+
+
+def _shipped(ship: ModuleType, tmp_path: Path) -> tarfile.TarFile:
+    """An app source with a package, a prestart.sh and a symlink, shipped as the archive the role sends."""
+    root, archive = tmp_path / "src", tmp_path / "release.tar"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "mod.py").write_text("x = 1")
+    (root / "main.py").write_text("app = 1")
+    (root / "prestart.sh").write_text("#!/bin/sh\n")
+    (root / "linked.py").symlink_to(root / "main.py")
+    files = {rel: str(root / rel) for rel in ("main.py", "pkg/mod.py", "prestart.sh", "linked.py")}
+    ship.build_archive(str(archive), "web", ["pkg"], files, ["prestart.sh"])
+    return tarfile.open(archive)
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "kind"),
+    [
+        ("pkg", 0o750, tarfile.DIRTYPE),
+        ("main.py", 0o640, tarfile.REGTYPE),
+        ("pkg/mod.py", 0o640, tarfile.REGTYPE),
+        ("prestart.sh", 0o750, tarfile.REGTYPE),
+        ("linked.py", 0o640, tarfile.REGTYPE),
+    ],
+)
+def test_a_shipped_release_is_root_owned_and_readable_by_the_app_group(
+    ship: ModuleType, tmp_path: Path, name: str, mode: int, kind: bytes
+) -> None:
+    with _shipped(ship, tmp_path) as tar:
+        assert tar.getnames() == ["pkg", "linked.py", "main.py", "pkg/mod.py", "prestart.sh"]
+        info = tar.getmember(name)
+    assert (info.mode, info.type, info.uname, info.gname, info.uid) == (mode, kind, "root", "web", 0)
+
+
+def test_a_symlinked_file_is_shipped_as_its_content(ship: ModuleType, tmp_path: Path) -> None:
+    with _shipped(ship, tmp_path) as tar:
+        linked = tar.extractfile("linked.py")
+        assert linked is not None and linked.read() == b"app = 1"
 
 
 @pytest.mark.parametrize(
