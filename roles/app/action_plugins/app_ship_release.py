@@ -65,10 +65,10 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         args = self._task.args
-        for required in ("dest", "group", "files"):
+        for required in ("dest", "group"):
             if not args.get(required):
-                raise AnsibleActionFail(f"app_ship_release: '{required}' is required")
-        files = dict(args["files"])
+                raise AnsibleActionFail(f"app_ship_release: '{required}' is required, got {args.get(required)!r}")
+        files = dict(args.get("files") or {})
         if self._task.check_mode:
             result.update(changed=True, files=len(files))
             return result
