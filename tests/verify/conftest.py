@@ -69,7 +69,10 @@ class Site:
     host_name: str
     tmp: Path
 
-    def converge(self, extra_vars: dict[str, Any] | None = None, playbook: str = "playbooks/site.yml") -> Converge:
+    def converge(
+        self, extra_vars: dict[str, Any] | None = None, playbook: str = "playbooks/site.yml", check: bool = False
+    ) -> Converge:
+        """Run the playbook against the host with these variables (``check``: ansible-playbook --check)."""
         variables = dict(extra_vars or {})
         # What the lab's group_vars give every lab host: the controller's extra CAs, so pip in a new venv reaches PyPI
         # through this network's TLS-intercepting proxy. Empty on a machine without extra CAs.
@@ -80,6 +83,7 @@ class Site:
         argv = [str(BIN / "ansible-playbook"), "-i", self.inventory, "-l", self.host_name, playbook]
         argv += ["-e", f"@{extra}"] if extra else []
         argv += ["-e", f"@{vars_file}"]
+        argv += ["--check"] if check else []
         result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=1800)
         return Converge(result.returncode, result.stdout + result.stderr)
 
