@@ -95,7 +95,11 @@ class Site:
         """
         argv = [str(BIN / "ansible"), "-i", self.inventory, self.host_name, "-m", "ansible.builtin.raw", "-a", script]
         argv += ["--task-timeout", str(timeout)]
-        result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=timeout + 60)
+        # Plain output to parse, even under molecule, which sets ANSIBLE_FORCE_COLOR.
+        env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+        result = subprocess.run(
+            argv, cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=timeout + 60
+        )
         if result.returncode == ANSIBLE_UNREACHABLE:
             return None
         # The ad-hoc output of raw: "HOST | CHANGED | rc=0 >>" (FAILED for rc != 0; rc=-1 on the task timeout), then
