@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from lab.ssh import SETTLED
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 APP = "example"  # the app role's default app
@@ -136,7 +138,7 @@ class Site:
             time.sleep(5)
             answer = self.on_host(f"systemctl is-system-running --wait; {read_boot_id}", timeout=180)
             words = answer[1].split() if answer else []
-            if len(words) >= 2 and words[-1] != before[1].strip() and words[-2] in ("running", "degraded"):
+            if len(words) >= 2 and words[-1] != before[1].strip() and words[-2] in SETTLED:
                 return
         raise AssertionError(f"{self.host_name} did not come back from its reboot within {timeout} s: {answer}")
 
