@@ -397,6 +397,37 @@ def _link(name: str, target: str | None) -> dict[str, object]:
     return {"item": {"name": name}, "stat": stat}
 
 
+@pytest.mark.parametrize(
+    ("apps_root", "part", "path"),
+    [
+        ("/srv", "home", "/srv/web"),
+        ("/srv", "link", "/srv/web/app"),
+        ("/srv", "releases", "/srv/web/releases"),
+        ("/srv", "repo", "/srv/web/repo"),
+        ("/opt/apps/", "venv", "/opt/apps/web/venv"),
+        ("/opt/apps", "python", "/opt/apps/web/venv/bin/python"),
+        ("/opt/apps", "pip", "/opt/apps/web/venv/bin/pip"),
+    ],
+)
+def test_every_app_carries_its_directories(filters: ModuleType, apps_root: str, part: str, path: str) -> None:
+    (web,) = filters.app_normalize([app()], "/", apps_root)
+    assert web["dirs"][part] == path
+
+
+def test_local_releases_name_their_directory_on_the_host(filters: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text("app = 1")
+    apps = filters.app_normalize([{"name": "web", "path": str(tmp_path)}, {"name": "api", "repo": "x"}], "/", "/opt")
+    listed = filters.app_local_files(apps, [])
+    release = listed["releases"]["web"]
+    assert listed["targets"] == [{"name": "web", "release": release, "dir": f"/opt/web/releases/{release}"}]
+
+
+def test_the_link_names_its_release_inside_the_releases_directory(filters: ModuleType) -> None:
+    (web,) = filters.app_normalize([app()], "/", "/srv")
+    target = filters.app_link_target("local-abc")
+    assert f"{web['dirs']['home']}/{target}" == f"{web['dirs']['releases']}/local-abc"
+
+
 def test_only_apps_whose_link_moves_are_checked(filters: ModuleType) -> None:
     links = [_link("same", "releases/local-a"), _link("new", "releases/local-a"), _link("first", None)]
     releases = {"same": "local-a", "new": "local-b", "first": "local-c"}

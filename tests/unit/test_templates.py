@@ -16,6 +16,8 @@ import jinja2
 import pytest
 import yaml
 
+from tests.conftest import load_module
+
 REPO = Path(__file__).resolve().parents[2]
 SERVER = REPO / "roles" / "server"
 APP = REPO / "roles" / "app"
@@ -125,6 +127,17 @@ def test_unit_has_no_root_user_and_no_dynamic_user() -> None:
     assert keys["User"] != "root"
     assert "DynamicUser" not in keys
     assert "AmbientCapabilities" not in keys  # systemd binds the port: the service needs no capability at all
+
+
+def test_unit_runs_the_app_where_the_app_role_puts_it() -> None:
+    """The unit spells the layout with %i, the app role with app_dirs: a change to one alone fails here."""
+    filters = load_module(APP / "filter_plugins" / "app_filters.py")
+    dirs = filters.app_dirs("demo", "/opt/apps")
+    unit = render_unit(server_apps_root="/opt/apps").replace("%i", "demo")
+    directives = dict(unit_directives(unit))
+    assert directives["WorkingDirectory"] == dirs["home"]
+    assert directives["ExecStart"].split()[0] == dirs["python"]
+    assert f"APP_DIR={dirs['link']}" in directives["Environment"].split()
 
 
 def test_extra_directives_are_appended_to_the_service_section() -> None:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +28,8 @@ DEFAULT_PORT = 80  # gunicorn_conf.py's default; used only to detect two apps on
 RESERVED_ENV = ("APP_DIR", "RUNTIME_DIRECTORY")
 # Variables that name a file the launcher resolves relative to the app directory.
 PATH_ENV = ("GUNICORN_CONF", "PRE_START_PATH")
+# An app's releases live in <home>/releases; its `app` link names one relatively (releases/RELEASE).
+RELEASES_DIR = "releases"
 FLOAT_RE = re.compile(r"^\s*(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
@@ -80,8 +83,29 @@ def app_health_url(app: Mapping[str, Any]) -> str | None:
     return f"http://{host}:{port}{app.get('health_path') or '/'}"
 
 
-def app_normalize(apps: list[Mapping[str, Any]], base_dir: str = ".") -> list[dict[str, Any]]:
-    """Fill every optional field, so tasks and templates never need a default() of their own."""
+def app_dirs(name: str, apps_root: str) -> dict[str, str]:
+    """Where an app's parts live on the host: the one spelling of the layout for the role's tasks.
+
+    The server role's unit template names the same paths with %i for NAME; a unit test holds the two together.
+    """
+    home = posixpath.join(apps_root, name)
+    venv = posixpath.join(home, "venv")
+    return {
+        "home": home,
+        "link": posixpath.join(home, "app"),
+        "releases": posixpath.join(home, RELEASES_DIR),
+        "repo": posixpath.join(home, "repo"),
+        "venv": venv,
+        "python": posixpath.join(venv, "bin", "python"),
+        "pip": posixpath.join(venv, "bin", "pip"),
+    }
+
+
+def app_normalize(apps: list[Mapping[str, Any]], base_dir: str = ".", apps_root: str = "/srv") -> list[dict[str, Any]]:
+    """Fill every optional field, so tasks and templates never need a default() of their own.
+
+    Each app also carries `dirs`, its directories under apps_root (see app_dirs).
+    """
     result = []
     for app in apps or []:
         env = {str(key): _text(value) for key, value in (app.get("env") or {}).items()}
@@ -102,6 +126,7 @@ def app_normalize(apps: list[Mapping[str, Any]], base_dir: str = ".") -> list[di
             "secret_env": secret_env,
             "health_path": app.get("health_path") or "/",
             "health_status": int(app.get("health_status") or 200),
+            "dirs": app_dirs(str(app.get("name")), apps_root),
         }
         normal["health_url"] = app_health_url({**normal, "env": {**env, **secret_env}})
         result.append(normal)
@@ -225,7 +250,7 @@ def app_input_errors(
             errors.append(f"{where}.state={state!r} is invalid: expected present or absent")
             continue
         account = (accounts or {}).get(name)
-        home = os.path.join(apps_root, name)
+        home = app_dirs(name, apps_root)["home"]
         if account is not None and (len(account) < 5 or account[4] != home):
             errors.append(
                 f"{where}.name={name!r} collides with the existing account {name!r} (home {account[4]!r}, "
@@ -268,15 +293,17 @@ def app_input_errors(
 def app_local_files(apps: list[Mapping[str, Any]], excludes: list[str]) -> dict[str, Any]:
     """List what the local sources hold on the controller and name each source's release by its content.
 
-    Returns {"dirs": [...], "files": [...], "releases": {name: release}}; each dir and file item is
-    {name, release, rel, src}. The release is "local-" + a hash of every shipped path and its bytes, so the same code
-    is the same release (a rerun changes nothing) and any change of code makes a new release directory beside the
-    serving one. Excluded names (bytecode, VCS and venv directories) never reach the host, so the controller's own
-    caches neither make a release nor trigger a reload.
+    Returns {"dirs": [...], "files": [...], "releases": {name: release}, "targets": [...]}; each dir and file item is
+    {name, release, rel, src}, each target {name, release, dir} (the release's directory on the host). The release is
+    "local-" + a hash of every shipped path and its bytes, so the same code is the same release (a rerun changes
+    nothing) and any change of code makes a new release directory beside the serving one. Excluded names (bytecode,
+    VCS and venv directories) never reach the host, so the controller's own caches neither make a release nor
+    trigger a reload.
     """
     dirs: list[dict[str, str]] = []
     files: list[dict[str, str]] = []
     releases: dict[str, str] = {}
+    targets: list[dict[str, str]] = []
 
     def skipped(name: str) -> bool:
         return any(fnmatch.fnmatch(name, pattern) for pattern in excludes)
@@ -304,9 +331,10 @@ def app_local_files(apps: list[Mapping[str, Any]], excludes: list[str]) -> dict[
                     digest.update(b"f\0" + rel.encode() + b"\0" + hashlib.sha256(handle.read()).digest())
         release = "local-" + digest.hexdigest()[:12]
         releases[name] = release
+        targets.append({"name": name, "release": release, "dir": posixpath.join(app["dirs"]["releases"], release)})
         dirs += [{**item, "release": release} for item in app_dirs]
         files += [{**item, "release": release} for item in app_files]
-    return {"dirs": dirs, "files": files, "releases": releases}
+    return {"dirs": dirs, "files": files, "releases": releases, "targets": targets}
 
 
 def app_git_release(commit: str) -> str:
@@ -345,12 +373,17 @@ def app_listens(bind_results: list[Mapping[str, Any]]) -> list[dict[str, str]]:
     return items
 
 
+def app_link_target(release: str) -> str:
+    """What an app's `app` link holds to serve RELEASE: relative, so the app directory can move as a whole."""
+    return posixpath.join(RELEASES_DIR, release)
+
+
 def app_moving(link_results: list[Mapping[str, Any]], releases: Mapping[str, str]) -> list[Mapping[str, Any]]:
     """The apps whose `app` link (a stat result per app) does not point at the release this run deploys yet."""
     return [
         result["item"]
         for result in link_results
-        if result["stat"].get("lnk_target") != f"releases/{releases[result['item']['name']]}"
+        if result["stat"].get("lnk_target") != app_link_target(releases[result["item"]["name"]])
     ]
 
 
@@ -396,6 +429,7 @@ class FilterModule:
             "app_pip_release": app_pip_release,
             "app_listen_stream": app_listen_stream,
             "app_listens": app_listens,
+            "app_link_target": app_link_target,
             "app_moving": app_moving,
             "app_stale_releases": app_stale_releases,
             "app_units_to_stop": app_units_to_stop,
