@@ -27,8 +27,10 @@ def local_release(name: str, source: Path) -> str:
     """The release name the app role gives the code in ``source`` deployed as ``name`` (its filter, its excludes)."""
     filters = load_module(APP_ROLE / "filter_plugins" / "app_filters.py")
     excludes = yaml.safe_load((APP_ROLE / "defaults" / "main.yml").read_text())["app_local_excludes"]
-    apps = filters.app_normalize([{"name": name, "path": str(source)}])
-    return filters.app_local_files(apps, excludes)["releases"][name]
+    # The release name does not depend on the apps root; any root names the same release.
+    apps = filters.app_normalize([{"name": name, "path": str(source)}], ".", "/srv")
+    (target,) = filters.app_local_files(apps, excludes)["targets"]
+    return target["release"]
 
 
 def example_with_more_files(root: Path) -> Path:

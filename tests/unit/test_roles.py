@@ -108,7 +108,7 @@ def test_good_input_passes(filters: ModuleType, apps: list[dict[str, object]]) -
 def test_relative_local_path_is_relative_to_the_playbook_dir(filters: ModuleType) -> None:
     apps = [{"name": "web", "path": "../example_app"}]
     assert filters.app_input_errors(apps, "/srv", {}, [], str(REPO / "playbooks")) == []
-    assert filters.app_normalize(apps, str(REPO / "playbooks"))[0]["path"] == EXAMPLE
+    assert filters.app_normalize(apps, str(REPO / "playbooks"), "/srv")[0]["path"] == EXAMPLE
 
 
 @pytest.mark.parametrize(
@@ -152,7 +152,7 @@ def test_an_app_name_may_not_take_over_an_existing_account(
 
 
 def test_normalize_fills_every_field(filters: ModuleType) -> None:
-    (web,) = filters.app_normalize([app(port=8080, env={"WORKERS_PER_CORE": 1, "DEBUG": True})], "/")
+    (web,) = filters.app_normalize([app(port=8080, env={"WORKERS_PER_CORE": 1, "DEBUG": True})], "/", "/srv")
     assert web["state"] == "present"
     assert web["source"] == "local"
     assert web["env"] == {"WORKERS_PER_CORE": "1", "DEBUG": "true", "PORT": "8080"}
@@ -171,23 +171,25 @@ def test_normalize_fills_every_field(filters: ModuleType) -> None:
     ],
 )
 def test_health_url(filters: ModuleType, fields: dict[str, object], url: str | None) -> None:
-    assert filters.app_normalize([app(**fields)], "/")[0]["health_url"] == url
+    assert filters.app_normalize([app(**fields)], "/", "/srv")[0]["health_url"] == url
 
 
 def test_local_files_leave_caches_and_vcs_behind(filters: ModuleType, tmp_path: Path) -> None:
     for rel in ("main.py", "pkg/mod.py", "pkg/__pycache__/mod.cpython-311.pyc", ".git/HEAD", "venv/bin/python"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
-    apps = filters.app_normalize([{"name": "web", "path": str(tmp_path)}], "/")
+    apps = filters.app_normalize([{"name": "web", "path": str(tmp_path)}], "/", "/srv")
     listed = filters.app_local_files(apps, ["__pycache__", "*.pyc", ".git", "venv"])
     assert [f["rel"] for f in listed["files"]] == ["main.py", "pkg/mod.py"]
     assert [d["rel"] for d in listed["dirs"]] == ["pkg"]
-    assert {f["release"] for f in listed["files"]} == {listed["releases"]["web"]}
+    (target,) = listed["targets"]
+    assert {f["release"] for f in listed["files"]} == {target["release"]}
 
 
 def _release_of(filters: ModuleType, root: Path) -> str:
-    apps = filters.app_normalize([{"name": "web", "path": str(root)}], "/")
-    return filters.app_local_files(apps, ["__pycache__"])["releases"]["web"]
+    apps = filters.app_normalize([{"name": "web", "path": str(root)}], "/", "/srv")
+    (target,) = filters.app_local_files(apps, ["__pycache__"])["targets"]
+    return target["release"]
 
 
 @pytest.mark.parametrize(
@@ -364,9 +366,10 @@ def test_every_variable_is_in_the_readme(role: str) -> None:
 
 def test_site_checks_every_role_before_the_first_change() -> None:
     (play,) = yaml.safe_load((REPO / "playbooks" / "site.yml").read_text())
-    checked = [t["ansible.builtin.include_role"]["name"] for t in play["pre_tasks"]]
-    assert checked == ["interpreter", "server", "app"]
-    assert all(t["ansible.builtin.include_role"]["tasks_from"] == "assert" for t in play["pre_tasks"])
+    included = [t["ansible.builtin.include_role"] for t in play["pre_tasks"]]
+    entries = [(role["name"], role["tasks_from"]) for role in included]
+    # The server role's facts (no change) come before the app role's check, which reads their apps root.
+    assert entries == [("interpreter", "assert"), ("server", "assert"), ("server", "facts"), ("app", "assert")]
     assert [r["role"] for r in play["roles"]] == ["interpreter", "server", "app"]
 
 
@@ -418,8 +421,8 @@ def test_local_releases_name_their_directory_on_the_host(filters: ModuleType, tm
     (tmp_path / "main.py").write_text("app = 1")
     apps = filters.app_normalize([{"name": "web", "path": str(tmp_path)}, {"name": "api", "repo": "x"}], "/", "/opt")
     listed = filters.app_local_files(apps, [])
-    release = listed["releases"]["web"]
-    assert listed["targets"] == [{"name": "web", "release": release, "dir": f"/opt/web/releases/{release}"}]
+    (target,) = listed["targets"]
+    assert target == {"name": "web", "release": target["release"], "dir": f"/opt/web/releases/{target['release']}"}
 
 
 def test_the_link_names_its_release_inside_the_releases_directory(filters: ModuleType) -> None:

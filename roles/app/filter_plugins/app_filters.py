@@ -101,10 +101,11 @@ def app_dirs(name: str, apps_root: str) -> dict[str, str]:
     }
 
 
-def app_normalize(apps: list[Mapping[str, Any]], base_dir: str = ".", apps_root: str = "/srv") -> list[dict[str, Any]]:
+def app_normalize(apps: list[Mapping[str, Any]], base_dir: str, apps_root: str) -> list[dict[str, Any]]:
     """Fill every optional field, so tasks and templates never need a default() of their own.
 
-    Each app also carries `dirs`, its directories under apps_root (see app_dirs).
+    Each app also carries `dirs`, its directories under apps_root (see app_dirs). apps_root is the server role's
+    `server_stack.apps_root`, passed in rather than defaulted here, so the layout's root has one spelling.
     """
     result = []
     for app in apps or []:
@@ -206,7 +207,7 @@ def _source_errors(where: str, app: Mapping[str, Any], base_dir: str) -> list[st
 
 def app_input_errors(
     apps: Any,
-    apps_root: str = "/srv",
+    apps_root: str,
     accounts: Mapping[str, list[str]] | None = None,
     listeners: list[Mapping[str, Any]] | None = None,
     base_dir: str = ".",
@@ -293,8 +294,8 @@ def app_input_errors(
 def app_local_files(apps: list[Mapping[str, Any]], excludes: list[str]) -> dict[str, Any]:
     """List what the local sources hold on the controller and name each source's release by its content.
 
-    Returns {"dirs": [...], "files": [...], "releases": {name: release}, "targets": [...]}; each dir and file item is
-    {name, release, rel, src}, each target {name, release, dir} (the release's directory on the host). The release is
+    Returns {"dirs": [...], "files": [...], "targets": [...]}; each dir and file item is {name, release, rel, src},
+    each target {name, release, dir} (one per app: its release and the release's directory on the host). The release is
     "local-" + a hash of every shipped path and its bytes, so the same code is the same release (a rerun changes
     nothing) and any change of code makes a new release directory beside the serving one. Excluded names (bytecode,
     VCS and venv directories) never reach the host, so the controller's own caches neither make a release nor
@@ -302,7 +303,6 @@ def app_local_files(apps: list[Mapping[str, Any]], excludes: list[str]) -> dict[
     """
     dirs: list[dict[str, str]] = []
     files: list[dict[str, str]] = []
-    releases: dict[str, str] = {}
     targets: list[dict[str, str]] = []
 
     def skipped(name: str) -> bool:
@@ -330,11 +330,10 @@ def app_local_files(apps: list[Mapping[str, Any]], excludes: list[str]) -> dict[
                 with open(src, "rb") as handle:
                     digest.update(b"f\0" + rel.encode() + b"\0" + hashlib.sha256(handle.read()).digest())
         release = "local-" + digest.hexdigest()[:12]
-        releases[name] = release
         targets.append({"name": name, "release": release, "dir": posixpath.join(app["dirs"]["releases"], release)})
         dirs += [{**item, "release": release} for item in app_dirs]
         files += [{**item, "release": release} for item in app_files]
-    return {"dirs": dirs, "files": files, "releases": releases, "targets": targets}
+    return {"dirs": dirs, "files": files, "targets": targets}
 
 
 def app_git_release(commit: str) -> str:
