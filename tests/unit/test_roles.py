@@ -6,6 +6,7 @@ The argument specs, the defaults and their comments must describe the same varia
 
 from __future__ import annotations
 
+import posixpath
 import re
 import socket
 import tarfile
@@ -425,10 +426,23 @@ def test_local_releases_name_their_directory_on_the_host(filters: ModuleType, tm
     assert target == {"name": "web", "release": target["release"], "dir": f"/opt/web/releases/{target['release']}"}
 
 
-def test_the_link_names_its_release_inside_the_releases_directory(filters: ModuleType) -> None:
+@pytest.mark.parametrize(
+    ("apps_root", "release", "path"),
+    [
+        ("/srv", "local-abc", "/srv/web/releases/local-abc"),
+        ("/opt/apps", "git-0123456789ab", "/opt/apps/web/releases/git-0123456789ab"),
+        ("/srv", "unversioned", "/srv/web/releases/unversioned"),
+    ],
+)
+def test_a_release_lives_in_releases(filters: ModuleType, apps_root: str, release: str, path: str) -> None:
+    (web,) = filters.app_normalize([app()], "/", apps_root)
+    assert filters.app_release_path(web, release) == path
+
+
+def test_the_link_resolves_to_the_release_directory(filters: ModuleType) -> None:
     (web,) = filters.app_normalize([app()], "/", "/srv")
     target = filters.app_link_target("local-abc")
-    assert f"{web['dirs']['home']}/{target}" == f"{web['dirs']['releases']}/local-abc"
+    assert posixpath.normpath(posixpath.join(web["dirs"]["home"], target)) == filters.app_release_path(web, "local-abc")
 
 
 def test_only_apps_whose_link_moves_are_checked(filters: ModuleType) -> None:

@@ -330,7 +330,7 @@ def app_local_files(apps: list[Mapping[str, Any]], excludes: list[str]) -> dict[
                 with open(src, "rb") as handle:
                     digest.update(b"f\0" + rel.encode() + b"\0" + hashlib.sha256(handle.read()).digest())
         release = "local-" + digest.hexdigest()[:12]
-        targets.append({"name": name, "release": release, "dir": posixpath.join(app["dirs"]["releases"], release)})
+        targets.append({"name": name, "release": release, "dir": app_release_path(app, release)})
         dirs += [{**item, "release": release} for item in app_dirs]
         files += [{**item, "release": release} for item in app_files]
     return {"dirs": dirs, "files": files, "targets": targets}
@@ -370,6 +370,11 @@ def app_listens(bind_results: list[Mapping[str, Any]]) -> list[dict[str, str]]:
         bind = json.loads(result["stdout"])["bind"]
         items.append({"name": result["item"]["name"], "bind": bind, "listen": app_listen_stream(bind)})
     return items
+
+
+def app_release_path(app: Mapping[str, Any], release: str) -> str:
+    """Where RELEASE of a normalised app lives on the host; the `app` link's target (app_link_target) resolves here."""
+    return posixpath.join(app["dirs"]["releases"], release)
 
 
 def app_link_target(release: str) -> str:
@@ -429,6 +434,7 @@ class FilterModule:
             "app_listen_stream": app_listen_stream,
             "app_listens": app_listens,
             "app_link_target": app_link_target,
+            "app_release_path": app_release_path,
             "app_moving": app_moving,
             "app_stale_releases": app_stale_releases,
             "app_units_to_stop": app_units_to_stop,
