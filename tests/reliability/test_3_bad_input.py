@@ -6,9 +6,11 @@ Runs after the deploy tests and restores the example app exactly as site.yml's d
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.reliability.conftest import Report
 from tests.verify.conftest import APP, EXAMPLE_DIR, HELLO, App, Site, wait_for
@@ -57,12 +59,12 @@ def restored(site: Site, host: Any) -> App:
     return app
 
 
-@pytest.mark.parametrize(("case", "extra_vars", "message"), ROLE_INPUTS, ids=[case for case, _, _ in ROLE_INPUTS])
-def test_invalid_role_input_changes_nothing(
-    site: Site, restored: App, host: Any, report: Report, case: str, extra_vars: dict[str, Any], message: str
+def assert_rejected_unchanged(
+    site: Site, restored: App, host: Any, report: Report, case: str, message: str, **converge: Any
 ) -> None:
+    """Run the play (site.converge's arguments) and hold it to failing with message, the host and the app untouched."""
     master, env_before = restored.main_pid, host.file(ENV_FILE).sha256sum
-    result = site.converge(extra_vars)
+    result = site.converge(**converge)
     rejected = result.rc != 0 and message in result.output and "changed=0" in result.output
     report.bad_inputs.append((f"role: {case}", rejected))
     assert result.rc != 0
@@ -71,6 +73,32 @@ def test_invalid_role_input_changes_nothing(
     assert host.file(ENV_FILE).sha256sum == env_before
     assert restored.main_pid == master
     assert restored.get() == (200, HELLO)
+
+
+@pytest.mark.parametrize(("case", "extra_vars", "message"), ROLE_INPUTS, ids=[case for case, _, _ in ROLE_INPUTS])
+def test_invalid_role_input_changes_nothing(
+    site: Site, restored: App, host: Any, report: Report, case: str, extra_vars: dict[str, Any], message: str
+) -> None:
+    assert_rejected_unchanged(site, restored, host, report, case, message, extra_vars=extra_vars)
+
+
+def test_the_app_role_alone_names_what_it_needs(
+    site: Site, restored: App, host: Any, report: Report, tmp_path: Path
+) -> None:
+    """An operator's own playbook with only the app role: it needs the server role's facts, and says so first."""
+    playbook = tmp_path / "app-alone.yml"
+    playbook.write_text(
+        yaml.safe_dump([{"name": "The app role alone", "hosts": "all", "become": True, "roles": ["app"]}])
+    )
+    assert_rejected_unchanged(
+        site,
+        restored,
+        host,
+        report,
+        "the app role without the server role",
+        "server_stack is undefined: the app role deploys onto the server role's stack",
+        playbook=str(playbook),
+    )
 
 
 RUNTIME_INPUTS = [
