@@ -1,6 +1,7 @@
-# Reliability under load, faults and bad input (tests/reliability): a fresh Debian 12 systemd host converged with
-# playbooks/site.yml, then zero-failure deploys and restarts under load, broken releases, kill -9 of master and
-# worker, a leaking worker, and the bad-input matrix; pytest prints the report (load held, faults, inputs rejected).
+# Reliability under load, faults and bad input (tests/reliability): a fresh Debian 12 systemd host converged by a
+# user's ten-line playbook with the collection installed from its tarball (tests/collection), then zero-failure deploys
+# and restarts under load, broken releases, kill -9 of master and worker, a leaking worker, and the bad-input matrix;
+# pytest prints the report (load held, faults, inputs rejected).
 # RELIABILITY_HOST=container (default: systemd-nspawn, fast) or vm (a lab TCG VM with 2 vCPUs, slow).
 
 RELIABILITY_HOST ?= container
@@ -29,12 +30,13 @@ test-reliability: deps venv ## deploys and restarts under load, broken releases,
 	@echo ">> [1/3] a fresh $(RELIABILITY_HOST) host '$(RELIABILITY_NAME)'"
 	$(RELIABILITY_DOWN) >/dev/null 2>&1 || true
 	$(RELIABILITY_UP)
-	@echo ">> [2/3] ansible-playbook playbooks/site.yml (Meinheld wheel built on this controller, no compiler on the host)"
+	@echo ">> [2/3] converge from the collection as users get it: the tarball installed outside the repo, a ten-line playbook"
 	trap '$(RELIABILITY_DOWN) >/dev/null' EXIT; \
 	inventory=$$($(RELIABILITY_INVENTORY)); wheel=$$($(LAB) wheel debian12 --path); test -n "$$wheel"; \
 	printf '{"server_meinheld_source": "%s", "interpreter_keep_build_deps": false}\n' "$$wheel" > $(CACHE)/reliability-vars.json; \
-	$(BIN)/ansible-playbook -i "$$inventory" -l $(RELIABILITY_NAME) playbooks/site.yml -e @$(CACHE)/reliability-vars.json; \
+	export VERIFY_EXTRA_VARS=$(CURDIR)/$(CACHE)/reliability-vars.json VERIFY_REBOOT_COMMAND="$(RELIABILITY_REBOOT)"; \
+	$(BIN)/pytest tests/collection -p no:cacheprovider --connection=ansible --ansible-inventory="$$inventory" \
+	  --hosts=$(RELIABILITY_NAME); \
 	echo ">> [3/3] pytest tests/reliability"; \
-	VERIFY_EXTRA_VARS=$(CURDIR)/$(CACHE)/reliability-vars.json VERIFY_REBOOT_COMMAND="$(RELIABILITY_REBOOT)" \
-	  $(BIN)/pytest $(RELIABILITY_TESTS) -p no:cacheprovider --connection=ansible --ansible-inventory="$$inventory" \
+	$(BIN)/pytest $(RELIABILITY_TESTS) -p no:cacheprovider --connection=ansible --ansible-inventory="$$inventory" \
 	  --hosts=$(RELIABILITY_NAME)

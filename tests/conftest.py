@@ -11,12 +11,15 @@ from unittest import mock
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FILES = REPO / "files"
+FILES = REPO / "roles" / "server" / "files"  # files/ at the top links here
 
 
-def load_module(path: Path, env: dict[str, str] | None = None) -> ModuleType:
-    """Import a standalone file as a module under a controlled environment (the conf resolves itself on import)."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+def load_module(path: Path, env: dict[str, str] | None = None, name: str | None = None) -> ModuleType:
+    """Import a standalone file as a module under a controlled environment.
+
+    name="__config__" loads gunicorn_conf.py the way Gunicorn does (it then resolves the environment on import).
+    """
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     with mock.patch.dict(os.environ, env or {}, clear=True):

@@ -12,7 +12,7 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 
-from tests.conftest import FILES
+from tests.conftest import FILES, load_module
 
 CONF = FILES / "gunicorn_conf.py"
 
@@ -239,8 +239,9 @@ def test_usable_cores(conf: ModuleType, affinity: int, limit: float | None, core
     assert conf.usable_cores(lambda: affinity, lambda: limit) == cores
 
 
-def test_gunicorn_reads_module_names(conf: ModuleType) -> None:
-    """The names Gunicorn looks for exist at module level with the resolved values."""
+def test_gunicorn_reads_module_names() -> None:
+    """Loaded as Gunicorn loads it, the names Gunicorn looks for exist at module level with the resolved values."""
+    conf = load_module(CONF, {}, name="__config__")
     assert conf.workers == conf.settings["workers"]
     assert conf.bind == [conf.settings["bind"]]
     assert conf.loglevel == "info"
@@ -282,3 +283,68 @@ def test_resident_mib_reads_statm(conf: ModuleType, tmp_path: Path) -> None:
     statm = tmp_path / "statm"
     statm.write_text(f"9999 {2**20 // os.sysconf('SC_PAGE_SIZE') * 3} 0 0 0 0 0\n")
     assert conf.resident_mib(statm) == 3.0
+
+
+def test_imported_by_another_name_it_reads_nothing() -> None:
+    """The deploy role imports the rules on the controller: no resolution (and no exit) on a bad environment there."""
+    conf = load_module(CONF, {"PORT": "99999"})
+    assert not hasattr(conf, "settings")
+    assert not hasattr(conf, "workers")
+
+
+@pytest.mark.parametrize(
+    ("env", "bind", "host", "port"),
+    [
+        ({}, "0.0.0.0:80", "0.0.0.0", 80),
+        ({"BIND": "127.0.0.1"}, "127.0.0.1:8000", "127.0.0.1", 8000),  # Gunicorn's own default port
+        ({"BIND": "127.0.0.1", "PORT": "81"}, "127.0.0.1:8000", "127.0.0.1", 8000),
+        ({"BIND": "[::1]"}, "[::1]:8000", "::1", 8000),
+        ({"BIND": "[::1]:9000"}, "[::1]:9000", "::1", 9000),
+        ({"BIND": "localhost:81"}, "localhost:81", "localhost", 81),
+        ({"BIND": "unix:/run/gunicorn-x/app.sock"}, "unix:/run/gunicorn-x/app.sock", None, None),
+        ({"BIND": "fd://3"}, "fd://3", None, None),
+        ({"HOST": "::1", "PORT": "8080"}, "[::1]:8080", "::1", 8080),
+        ({"HOST": "[::]"}, "[::]:80", "::", 80),
+        ({"HOST": "10.0.0.1", "PORT": "81"}, "10.0.0.1:81", "10.0.0.1", 81),
+    ],
+)
+def test_bind_resolves_host_and_port_together(
+    conf: ModuleType, env: dict[str, str], bind: str, host: str | None, port: int | None
+) -> None:
+    settings = conf.resolve(env, cores=1)
+    assert (settings["bind"], settings["host"], settings["port"]) == (bind, host, port)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "\u0668\u0660"),  # Arabic-Indic digits: int() takes them
+        ("PORT", "8_0"),
+        ("PORT", "+80"),
+        ("WEB_CONCURRENCY", "\uff13"),
+        ("WORKERS_PER_CORE", "1e9"),
+        ("WORKERS_PER_CORE", "1_0"),
+        ("WEB_CONCURRENCY", "100000"),
+        ("KEEP_ALIVE", str(2**31)),
+        ("GRACEFUL_TIMEOUT", str(2**31)),
+        ("HOST", "evil host"),
+        ("HOST", "%i"),
+        ("HOST", "/etc/passwd"),
+        ("BIND", "::1:80"),
+        ("BIND", "[::1"),
+        ("BIND", "[::1]x"),
+        ("BIND", "%i:80"),
+        ("BIND", "unix:"),
+        ("BIND", "fd://x"),
+    ],
+)
+def test_hostile_value_is_refused(conf: ModuleType, name: str, value: str) -> None:
+    with pytest.raises(conf.ConfigError) as raised:
+        conf.resolve({name: value}, cores=2)
+    assert str(raised.value).startswith(f"{name}={value!r} is invalid")
+
+
+def test_every_invalid_variable_is_listed(conf: ModuleType) -> None:
+    with pytest.raises(conf.ConfigErrors) as raised:
+        conf.resolve({"PORT": "0", "LOG_LEVEL": "loud", "WORKERS_PER_CORE": "x"}, cores=1)
+    assert sorted(error.name for error in raised.value.errors) == ["LOG_LEVEL", "PORT", "WORKERS_PER_CORE"]

@@ -1,0 +1,409 @@
+"""Gunicorn configuration that reads the image's environment variables when the service starts.
+
+It is read at every start, never rendered at provision time, so an image baked on a 2-vCPU builder sizes itself to the
+instance it boots on. Standard library only: it runs under whatever interpreter the app's venv has.
+
+`python3 gunicorn_conf.py` prints the settings a start would use as one JSON line. An invalid value prints one line that
+names the variable and the value and exits 2 (SystemExit, which Gunicorn does not catch, so no traceback hides it).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+# Gunicorn's own port for a BIND that names a host only (gunicorn.util.parse_address).
+GUNICORN_DEFAULT_PORT = 8000
+
+# Defaults of every variable this file reads. The README's table documents the same values.
+DEFAULTS: dict[str, str] = {
+    "WORKERS_PER_CORE": "2",
+    "HOST": "0.0.0.0",
+    "PORT": "80",
+    "LOG_LEVEL": "info",
+    "TIMEOUT": "120",
+    "GRACEFUL_TIMEOUT": "120",
+    "KEEP_ALIVE": "5",
+    "ACCESS_LOG": "-",
+    "ERROR_LOG": "-",
+}
+
+# Upper bounds: beyond them a value is a typo, not a setting, and the seconds would overflow Meinheld's C int.
+MAX_WORKERS_PER_CORE = 64.0
+MAX_WORKER_COUNT = 1024
+MAX_SECONDS = 86400
+MAX_MEMORY_MIB = 1048576
+
+# ASCII only: int() and float() also take other scripts' digits and underscores ("٨٠", "8_0").
+_UINT_RE = re.compile(r"[0-9]+")
+_UFLOAT_RE = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
+_HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+", re.ASCII)
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the service cannot start with."""
+
+    def __init__(self, name: str, value: str, expected: str) -> None:
+        self.name, self.value, self.expected = name, value, expected
+        super().__init__(f"{name}={value!r} is invalid: expected {expected}")
+
+
+class ConfigErrors(ConfigError):
+    """Every invalid variable of one environment; reads as the first, so a start still prints one line."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(first.name, first.value, first.expected)
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    """Return the variable's value, treating an empty value as unset (as `NAME=` in an env file means)."""
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _number(name: str, raw: str, *, whole: bool, minimum: float, maximum: float, expected: str) -> float:
+    """Parse an ASCII decimal within [minimum, maximum] (minimum excluded when it is 0 and zero is not allowed)."""
+    pattern = _UINT_RE if whole else _UFLOAT_RE
+    if not pattern.fullmatch(raw):
+        raise ConfigError(name, raw, expected)
+    value = int(raw) if whole else float(raw)
+    if not (math.isfinite(value) and minimum <= value <= maximum) or (not whole and value <= 0):
+        raise ConfigError(name, raw, expected)
+    return value
+
+
+def _whole(env: Mapping[str, str], name: str, minimum: int, maximum: int) -> int | None:
+    """An optional whole number from minimum to maximum; None when unset and the variable has no default."""
+    raw = _get(env, name) or DEFAULTS.get(name)
+    if raw is None:
+        return None
+    expected = f"a whole number from {minimum} to {maximum}"
+    return int(_number(name, raw, whole=True, minimum=minimum, maximum=maximum, expected=expected))
+
+
+def _port(name: str, raw: str) -> int:
+    return int(_number(name, raw, whole=True, minimum=1, maximum=65535, expected="a port number from 1 to 65535"))
+
+
+def _host(name: str, raw: str) -> str:
+    """An IP address (IPv6 with or without brackets) or a DNS name; anything else (spaces, %, /) is refused."""
+    bare = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        pass
+    if bare == raw and _HOSTNAME_RE.fullmatch(raw):
+        return raw
+    raise ConfigError(name, raw, "an IP address or a host name")
+
+
+def _address(host: str, port: int) -> str:
+    """HOST:PORT as Gunicorn and systemd write it: IPv6 literals in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def resolve_bind(env: Mapping[str, str]) -> dict[str, Any]:
+    """Where the service listens: {bind, host, port} for TCP, {bind, host: None, port: None} for unix: and fd://.
+
+    BIND wins over HOST and PORT. A BIND with a host and no port listens on Gunicorn's default port (8000), and the
+    resolved bind names that port, so everything that reads it (socket, health check, port checks) agrees.
+    """
+    bind = _get(env, "BIND")
+    if bind is None:
+        host = _host("HOST", _get(env, "HOST") or DEFAULTS["HOST"])
+        port = _port("PORT", _get(env, "PORT") or DEFAULTS["PORT"])
+        return {"bind": _address(host, port), "host": host, "port": port}
+    expected = "HOST:PORT, [IPV6]:PORT, HOST, unix:PATH or fd://N, with a port from 1 to 65535"
+    if bind.startswith("unix:"):
+        if len(bind) == len("unix:"):
+            raise ConfigError("BIND", bind, expected)
+        return {"bind": bind, "host": None, "port": None}
+    if bind.startswith("fd://"):
+        if not _UINT_RE.fullmatch(bind[len("fd://") :]):
+            raise ConfigError("BIND", bind, expected)
+        return {"bind": bind, "host": None, "port": None}
+    if bind.startswith("["):
+        host_part, bracket, rest = bind.partition("]")
+        host_part += bracket
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ConfigError("BIND", bind, expected)
+        port_part = rest[1:] if rest else None
+    elif bind.count(":") == 1:
+        host_part, _, port_part = bind.partition(":")
+    elif ":" in bind:
+        raise ConfigError("BIND", bind, expected + " (an IPv6 address goes in brackets)")
+    else:
+        host_part, port_part = bind, None
+    try:
+        host = _host("BIND", host_part)
+        port = GUNICORN_DEFAULT_PORT if port_part is None else _port("BIND", port_part)
+    except ConfigError:
+        raise ConfigError("BIND", bind, expected) from None
+    return {"bind": _address(host, port), "host": host, "port": port}
+
+
+def _loglevel(env: Mapping[str, str]) -> str:
+    raw = _get(env, "LOG_LEVEL") or DEFAULTS["LOG_LEVEL"]
+    if raw.lower() not in LOG_LEVELS:
+        raise ConfigError("LOG_LEVEL", raw, "one of " + ", ".join(LOG_LEVELS))
+    return raw.lower()
+
+
+def _own_cgroup_dirs(root: Path, proc_cgroup: Path, controller: str | None) -> list[Path]:
+    """List this process's cgroup directory and its ancestors, innermost first.
+
+    controller=None selects the unified (v2) hierarchy; a name selects the v1 hierarchy that carries it.
+    """
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        names = controllers.split(",") if controllers else []
+        if (controller is None and not names) or controller in names:
+            break
+    else:
+        return []
+    if controller is None:
+        mount = root
+    else:
+        candidates = [root / controllers, root / controller, root / "cpu,cpuacct"]
+        mount = next((c for c in candidates if c.is_dir()), root / controller)
+    relative = Path(path.lstrip("/"))
+    # dict.fromkeys drops the repeat of the mount root that "/" yields, keeping innermost-first order.
+    return list(dict.fromkeys([mount / relative, *[mount / parent for parent in relative.parents]]))
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGROUP) -> float | None:
+    """Return the tightest CPU quota (in CPUs) over this process's cgroup and its ancestors, or None when unlimited.
+
+    systemd's CPUQuota= and container runtimes' --cpus both land here; the host's CPU count does not reflect them.
+    """
+    limits: list[float] = []
+    for directory in _own_cgroup_dirs(root, proc_cgroup, None):
+        try:
+            quota, period = (directory / "cpu.max").read_text().split()[:2]
+        except (OSError, ValueError):
+            continue
+        if quota != "max" and int(period) > 0:
+            limits.append(int(quota) / int(period))
+    for directory in _own_cgroup_dirs(root, proc_cgroup, "cpu"):
+        try:
+            quota_us = int((directory / "cpu.cfs_quota_us").read_text())
+            period_us = int((directory / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        if quota_us > 0 and period_us > 0:
+            limits.append(quota_us / period_us)
+    return min(limits) if limits else None
+
+
+def usable_cores(
+    affinity: Callable[[], int] = lambda: len(os.sched_getaffinity(0)),
+    cpu_limit: Callable[[], float | None] = cgroup_cpu_limit,
+) -> int:
+    """CPUs the service may really run on: its affinity, bounded by a cgroup quota rounded up; never below 1."""
+    cores = affinity()
+    limit = cpu_limit()
+    if limit is not None:
+        cores = min(cores, math.ceil(limit))
+    return max(1, cores)
+
+
+def _control_socket(env: Mapping[str, str]) -> str | None:
+    """Place Gunicorn's control socket in the unit's RuntimeDirectory, never under a home the service cannot write."""
+    raw = _get(env, "CONTROL_SOCKET")
+    if raw is not None:
+        return None if raw.lower() == "off" else raw
+    runtime_dir = _get(env, "RUNTIME_DIRECTORY")
+    return os.path.join(runtime_dir.split(":")[0], "gunicorn.ctl") if runtime_dir else None
+
+
+def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
+    """Turn the environment into Gunicorn settings: the one statement of the runtime variables' rules.
+
+    Pure (reads only its arguments), so the deploy role checks an app's variables on the controller with this same
+    function before the host changes. Raises ConfigErrors listing every invalid variable; it reads as the first.
+    """
+    errors: list[ConfigError] = []
+
+    def checked(parse: Callable[[], Any]) -> Any:
+        try:
+            return parse()
+        except ConfigError as error:
+            errors.append(error)
+            return None
+
+    workers_per_core = checked(
+        lambda: _number(
+            "WORKERS_PER_CORE",
+            _get(env, "WORKERS_PER_CORE") or DEFAULTS["WORKERS_PER_CORE"],
+            whole=False,
+            minimum=0,
+            maximum=MAX_WORKERS_PER_CORE,
+            expected=f"a number greater than 0, at most {MAX_WORKERS_PER_CORE:g}",
+        )
+    )
+    web_concurrency = checked(lambda: _whole(env, "WEB_CONCURRENCY", 1, MAX_WORKER_COUNT))
+    max_workers = checked(lambda: _whole(env, "MAX_WORKERS", 1, MAX_WORKER_COUNT))
+    listen = checked(lambda: resolve_bind(env)) or {"bind": None, "host": None, "port": None}
+    loglevel = checked(lambda: _loglevel(env))
+    timeout = checked(lambda: _whole(env, "TIMEOUT", 0, MAX_SECONDS))
+    graceful_timeout = checked(lambda: _whole(env, "GRACEFUL_TIMEOUT", 0, MAX_SECONDS))
+    keepalive = checked(lambda: _whole(env, "KEEP_ALIVE", 0, MAX_SECONDS))
+    max_memory = checked(lambda: _whole(env, "WORKER_MAX_MEMORY", 0, MAX_MEMORY_MIB))
+    if errors:
+        raise ConfigErrors(errors)
+    if web_concurrency is not None:
+        workers = web_concurrency
+    else:
+        workers = max(1, int(cores * workers_per_core))
+        if max_workers is not None:
+            workers = min(workers, max_workers)
+    access_log = _get(env, "ACCESS_LOG") or DEFAULTS["ACCESS_LOG"]
+    return {
+        "workers": workers,
+        "cores": cores,
+        "workers_per_core": workers_per_core,
+        "web_concurrency": web_concurrency,
+        "max_workers": max_workers,
+        **listen,
+        "loglevel": loglevel,
+        "timeout": timeout,
+        "graceful_timeout": graceful_timeout,
+        "keepalive": keepalive,
+        "accesslog": None if access_log.lower() == "off" else access_log,
+        "errorlog": _get(env, "ERROR_LOG") or DEFAULTS["ERROR_LOG"],
+        "control_socket": _control_socket(env),
+        "worker_max_memory_mib": max_memory or None,
+    }
+
+
+def read_env_file(text: str) -> dict[str, str]:
+    """Variables of an env file in systemd's EnvironmentFile= syntax, read without a shell.
+
+    KEY=VALUE or KEY="VALUE" (backslash escapes the next character, as the app role writes its files) or KEY='VALUE';
+    blank lines and lines starting with # or ; are comments. Sourcing the file with sh instead would run whatever an
+    app's value smuggles in, as whoever reads it.
+    """
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;" or "=" not in line:
+            continue
+        key, _, raw = line.partition("=")
+        value, quote, escaped = [], raw[:1] if raw[:1] in "\"'" else "", False
+        for char in raw[1:] if quote else raw:
+            if escaped:
+                value.append(char)
+                escaped = False
+            elif char == "\\" and quote != "'":
+                escaped = True
+            elif quote and char == quote:
+                break
+            else:
+                value.append(char)
+        env[key.strip()] = "".join(value) if quote else "".join(value).strip()
+    return env
+
+
+def _resolve_or_exit(env: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        return resolve(env, usable_cores())
+    except ConfigError as error:
+        print(f"gunicorn_conf: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+# Gunicorn executes this file as the module "__config__" and reads the names below. Imported under any other name (the
+# deploy role's checks, tests) or run as a script, it resolves nothing at import.
+if __name__ == "__config__":
+    settings = _resolve_or_exit(os.environ)
+    workers = settings["workers"]
+    bind = [settings["bind"]]
+    loglevel = settings["loglevel"]
+    timeout = settings["timeout"]
+    graceful_timeout = settings["graceful_timeout"]
+    keepalive = settings["keepalive"]
+    accesslog = settings["accesslog"]
+    errorlog = settings["errorlog"]
+    if settings["control_socket"] is None:
+        control_socket_disable = True
+    else:
+        control_socket = settings["control_socket"]
+
+
+def on_starting(server: Any) -> None:
+    """Log the resolved settings once per start, so the journal says what the service sized itself to."""
+    server.log.info("resolved settings: %s", json.dumps(settings, sort_keys=True))
+
+
+def resident_mib(statm: Path = Path("/proc/self/statm")) -> float:
+    """Resident set size of the calling process in MiB (the second field of statm, in pages)."""
+    return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def retire_when_over(worker: Any, limit_mib: int, rss: Callable[[], float] = resident_mib) -> Callable[[], None]:
+    """Wrap the Meinheld worker's watchdog so a worker above WORKER_MAX_MEMORY retires itself gracefully.
+
+    Meinheld's loop calls the watchdog about once a second, so the check costs nothing per request. Retiring is what
+    max_requests does: stop accepting, finish the requests in flight, exit; the arbiter forks a fresh worker. The host
+    never swaps for a leaking app, and no client but the ones on the leaking worker notices.
+    """
+    original = worker.watchdog
+
+    def watchdog() -> None:
+        original()
+        if worker.alive and (used := rss()) > limit_mib:
+            worker.log.warning(
+                "worker %s uses %.0f MiB, above WORKER_MAX_MEMORY=%s: retiring it", worker.pid, used, limit_mib
+            )
+            worker.alive = False
+            from meinheld import server as meinheld_server  # only a Meinheld worker gets here
+
+            meinheld_server.stop(int(worker.cfg.graceful_timeout))
+
+    return watchdog
+
+
+def post_worker_init(worker: Any) -> None:
+    """Arm the per-worker memory limit; Meinheld's loop looks up worker.watchdog after this hook returns."""
+    limit = settings["worker_max_memory_mib"]
+    if limit is None:
+        return
+    if not hasattr(worker, "watchdog"):
+        worker.log.warning("WORKER_MAX_MEMORY=%s is enforced for Meinheld workers only; this worker ignores it", limit)
+        return
+    worker.watchdog = retire_when_over(worker, limit)
+
+
+def main(args: list[str]) -> None:
+    """`python3 gunicorn_conf.py [--env-file FILE]`: print the settings a start would use as one JSON line.
+
+    With --env-file, only that file's variables count (as the unit sees them), read without a shell: the app role
+    validates every env file this way (`python3 -I`, so nothing of the app's is imported) before it replaces one.
+    """
+    env: Mapping[str, str] = os.environ
+    if args[:1] == ["--env-file"] and len(args) == 2:
+        env = read_env_file(Path(args[1]).read_text(encoding="utf-8"))
+    elif args:
+        print("usage: gunicorn_conf.py [--env-file FILE]", file=sys.stderr)
+        raise SystemExit(2)
+    print(json.dumps(_resolve_or_exit(env), sort_keys=True))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
