@@ -298,21 +298,48 @@ def test_absent_acts_only_on_units_that_run_or_are_enabled(filters: ModuleType, 
 
 
 @pytest.mark.parametrize(
-    ("bind", "listen"),
+    ("env", "listen", "port", "health_url"),
     [
-        ("0.0.0.0:80", "0.0.0.0:80"),
-        ("[::]:8080", "[::]:8080"),
-        ("127.0.0.1", "127.0.0.1:8000"),
-        ("unix:/run/web/web.sock", "/run/web/web.sock"),
+        ({}, "0.0.0.0:80", 80, "http://127.0.0.1:80/"),
+        ({"PORT": "8080", "HOST": "::"}, "[::]:8080", 8080, "http://127.0.0.1:8080/"),
+        ({"BIND": "127.0.0.1"}, "127.0.0.1:8000", 8000, "http://127.0.0.1:8000/"),  # Gunicorn's default port
+        ({"BIND": "[::1]"}, "[::1]:8000", 8000, "http://[::1]:8000/"),
+        ({"BIND": "[::1]:9000", "PORT": "81"}, "[::1]:9000", 9000, "http://[::1]:9000/"),
+        ({"HOST": "::1", "PORT": "81"}, "[::1]:81", 81, "http://[::1]:81/"),
+        ({"BIND": "unix:/run/web/web.sock"}, "/run/web/web.sock", None, None),
     ],
 )
-def test_listen_stream_follows_the_resolved_bind(filters: ModuleType, bind: str, listen: str) -> None:
-    assert filters.app_listen_stream(bind) == listen
+def test_socket_health_and_port_read_one_resolved_bind(
+    filters: ModuleType, env: dict[str, str], listen: str, port: int | None, health_url: str | None
+) -> None:
+    """The socket's ListenStream=, the port checks and the health URL all come from gunicorn_conf.resolve_bind."""
+    [normal] = filters.app_normalize([app(env=env)], "/", "/srv")
+    assert (normal["listen"], filters.app_effective_port(normal), normal["health_url"]) == (listen, port, health_url)
 
 
-def test_listen_stream_refuses_an_inherited_fd(filters: ModuleType) -> None:
-    with pytest.raises(ValueError, match="BIND='fd://3' is invalid"):
-        filters.app_listen_stream("fd://3")
+def test_a_bare_bind_host_collides_on_the_port_it_really_uses(filters: ModuleType) -> None:
+    """BIND=127.0.0.1 listens on 8000: a holder of 8000 collides, a holder of 80 does not."""
+    apps = [app(env={"BIND": "127.0.0.1"})]
+    on_8000 = filters.app_input_errors(apps, "/srv", {}, [{"port": 8000, "units": ["nginx.service"]}], "/")
+    on_80 = filters.app_input_errors(apps, "/srv", {}, [{"port": 80, "units": ["nginx.service"]}], "/")
+    assert (on_8000, on_80) == (
+        ["app_list[0] (web) port 8000 is held by nginx.service on the host: choose another port"],
+        [],
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"BIND": "fd://3"}, "BIND='fd://3' is invalid: systemd passes the app its socket"),
+        ({"HOST": "localhost"}, "the host 'localhost' is invalid: systemd's socket listens on an IP address only"),
+        ({"PORT": "\u0668\u0660"}, "env.PORT='\u0668\u0660' is invalid: expected a port number"),
+    ],
+)
+def test_what_the_socket_cannot_hold_is_refused(filters: ModuleType, env: dict[str, str], expected: str) -> None:
+    errors = filters.app_input_errors([app(env=env)], "/srv", {}, [], "/")
+    assert len(errors) == 1
+    assert expected in errors[0]
 
 
 def test_listener_module_finds_a_listening_socket(listeners_module: ModuleType) -> None:
@@ -471,5 +498,36 @@ def test_stale_releases_keep_the_newest_and_never_the_serving_one(
 def test_a_secret_value_is_never_repeated_in_an_error(filters: ModuleType) -> None:
     errors = filters.app_input_errors([app(secret_env={"WORKERS_PER_CORE": "hunter2-secret"})], "/srv", {}, [], "/")
     assert errors == [
-        "app_list[0] (web).secret_env.WORKERS_PER_CORE (value hidden) is invalid: expected a number greater than 0"
+        "app_list[0] (web).secret_env.WORKERS_PER_CORE (value hidden) is invalid: "
+        "expected a number greater than 0, at most 64"
     ]
+
+
+NO_STACK_CHANGE = {"resocket_all": False, "restart_all": False, "reload_all": False}
+
+
+@pytest.mark.parametrize(
+    ("changed", "stack", "expected"),
+    [
+        ({}, NO_STACK_CHANGE, []),
+        ({"code": ["a"]}, NO_STACK_CHANGE, [("gunicorn@a.service", "reloaded")]),
+        ({"code": ["a"], "env": ["a"]}, NO_STACK_CHANGE, [("gunicorn@a.service", "restarted")]),
+        ({"env": ["b"], "socket": ["b"], "code": ["b"]}, NO_STACK_CHANGE, [("gunicorn@b.socket", "restarted")]),
+        ({"code": ["a"], "started": ["a"]}, NO_STACK_CHANGE, []),  # a first start runs the new code already
+        (
+            {"env": ["a"]},
+            {**NO_STACK_CHANGE, "reload_all": True},
+            [("gunicorn@a.service", "restarted"), ("gunicorn@b.service", "reloaded")],
+        ),
+        (
+            {"started": ["b"]},
+            {**NO_STACK_CHANGE, "resocket_all": True},
+            [("gunicorn@a.socket", "restarted")],
+        ),
+    ],
+)
+def test_one_plan_per_app_the_strongest_action(
+    filters: ModuleType, changed: dict[str, list[str]], stack: dict[str, bool], expected: list[tuple[str, str]]
+) -> None:
+    plan = filters.app_plan([{"name": "a"}, {"name": "b"}], changed, stack)
+    assert [(step["unit"], step["state"]) for step in plan] == expected

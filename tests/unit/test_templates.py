@@ -10,13 +10,15 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import jinja2
 import pytest
 import yaml
 
-from tests.conftest import load_module
+from tests.conftest import FILES, load_module
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER = REPO / "roles" / "server"
@@ -208,6 +210,40 @@ def test_env_file_values_survive_a_shell_parse(value: str) -> None:
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
     )
     assert result.stdout == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["0.5", 'a "quoted" word', "back\\slash", "$HOME and ${PATH}", "`id`", "$(id)", "it's", "  spaced  ", "a=b;c #d"],
+)
+def test_env_file_values_survive_the_runtimes_own_parse(conf: ModuleType, value: str) -> None:
+    """gunicorn_conf.read_env_file (the validation the role runs, no shell) reads back what the template wrote."""
+    assert conf.read_env_file(render_env({"LOG_LEVEL": "info", "SOME_VALUE": value})) == {
+        "LOG_LEVEL": "info",
+        "SOME_VALUE": value,
+    }
+
+
+@pytest.mark.parametrize(("env", "status"), [({"PORT": "8080"}, 0), ({"PORT": "99999"}, 2), ({"HOST": "$(id)"}, 2)])
+def test_env_file_validation_runs_no_shell_and_imports_nothing_of_the_app(
+    tmp_path: Path, env: dict[str, str], status: int
+) -> None:
+    """The role's `validate:` command: python3 -I gunicorn_conf.py --env-file FILE, with a PYTHONPATH trap set."""
+    trap = tmp_path / "trap"
+    trap.mkdir()
+    (trap / "json.py").write_text("raise SystemExit('the app's json.py was imported')\n")
+    env_file = tmp_path / "demo.env"
+    env_file.write_text(render_env({**env, "PYTHONPATH": str(trap)}))
+    result = subprocess.run(
+        [sys.executable, "-I", str(FILES / "gunicorn_conf.py"), "--env-file", str(env_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(trap)},
+    )
+    assert (result.returncode, "imported" in result.stderr) == (status, False), result.stderr
+    if status:
+        assert result.stderr.startswith(f"gunicorn_conf: {next(iter(env))}=")
 
 
 @pytest.mark.parametrize(

@@ -1,36 +1,51 @@
 """Filters of the app role: normalise the operator's app list and name every invalid input before the host is touched.
 
 They run on the controller, so the checks of a local source directory see the controller's file system. The runtime
-variables are checked with the same rules gunicorn_conf.py applies at start, so a value the service would refuse is
-refused here first, while the previous version is still serving.
+variables are checked by gunicorn_conf.py's own resolve() (the server role's runtime file, loaded from this collection),
+so a value the service would refuse is refused here first, while the previous version is still serving, and the
+socket address, the health-check URL and the port checks all read the bind that function resolves.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
-import math
+import importlib.util
+import ipaddress
 import os
 import posixpath
 import re
 from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 # systemd instance names allow more, user names allow less: this is what both accept (useradd's limit is 32).
-NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+NAME_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SOURCES = ("local", "git", "pip")
 STATES = ("present", "absent")
-DEFAULT_PORT = 80  # gunicorn_conf.py's default; used only to detect two apps on one port
 # Variables the unit sets itself; an env file must not move the app away from its directory.
 RESERVED_ENV = ("APP_DIR", "RUNTIME_DIRECTORY")
 # Variables that name a file the launcher resolves relative to the app directory.
 PATH_ENV = ("GUNICORN_CONF", "PRE_START_PATH")
 # An app's releases live in <home>/releases; its `app` link names one relatively (releases/RELEASE).
 RELEASES_DIR = "releases"
-FLOAT_RE = re.compile(r"^\s*(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
+# The runtime's rules: the server role installs this file on the host; the checks here import the same file.
+RUNTIME_CONF = Path(__file__).resolve().parents[2] / "server" / "files" / "gunicorn_conf.py"
+
+
+def _load_runtime() -> ModuleType:
+    """gunicorn_conf.py as a module of functions (imported under its own name it resolves nothing at import)."""
+    spec = importlib.util.spec_from_file_location("gunicorn_suite_runtime", RUNTIME_CONF)
+    if spec is None or spec.loader is None:  # pragma: no cover - the file travels with the collection
+        raise ImportError(f"cannot load {RUNTIME_CONF}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+runtime = _load_runtime()
 
 
 def _text(value: Any) -> str:
@@ -47,40 +62,37 @@ def _int(raw: str) -> int | None:
         return None
 
 
-def _bind_port(bind: str) -> int | None:
-    """The TCP port a BIND value names, or None (unix socket, fd, or no port given)."""
-    if bind.startswith(("unix:", "fd://")):
-        return None
-    _, sep, port = bind.rpartition(":")
-    if not sep or port.endswith("]"):
-        return DEFAULT_PORT
-    return _int(port)
+def app_runtime_env(app: Mapping[str, Any]) -> dict[str, str]:
+    """The variables an app's env file carries (env, secret_env, and `port` as PORT), as the service will read them."""
+    env = {str(key): _text(value) for key, value in (app.get("env") or {}).items()}
+    env.update({str(key): _text(value) for key, value in (app.get("secret_env") or {}).items()})
+    if app.get("port") is not None:
+        env["PORT"] = _text(app["port"])
+    return env
+
+
+def app_listen(app: Mapping[str, Any]) -> dict[str, Any]:
+    """Where an app listens, as gunicorn_conf.resolve_bind says: bind, host, port, ListenStream= and the health URL.
+
+    The health URL is what the deploy fetches on the host itself (None for a unix socket). Raises ConfigError on an
+    invalid variable (app_input_errors reports those first).
+    """
+    listen = runtime.resolve_bind(app_runtime_env(app))
+    bind, host, port = listen["bind"], listen["host"], listen["port"]
+    if port is None:
+        stream = bind[len("unix:") :] if bind.startswith("unix:") else None
+        return {**listen, "stream": stream, "health_url": None}
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url_host = f"[{local}]" if ":" in local else local
+    return {**listen, "stream": bind, "health_url": f"http://{url_host}:{port}{app.get('health_path') or '/'}"}
 
 
 def app_effective_port(app: Mapping[str, Any]) -> int | None:
-    """Port the app will listen on: its `port`, else env PORT, else BIND's port, else the runtime default."""
-    env = {**(app.get("env") or {}), **(app.get("secret_env") or {})}
-    if app.get("port") is not None:
-        return _int(str(app["port"]))
-    if str(env.get("BIND", "")).strip():
-        return _bind_port(str(env["BIND"]).strip())
-    if str(env.get("PORT", "")).strip():
-        return _int(str(env["PORT"]))
-    return DEFAULT_PORT
-
-
-def app_health_url(app: Mapping[str, Any]) -> str | None:
-    """URL the health check fetches on the host itself, or None when the app listens on a unix socket."""
-    port = app_effective_port(app)
-    if port is None:
+    """The TCP port the app will listen on (None: a unix socket or an invalid setting)."""
+    try:
+        return app_listen(app)["port"]
+    except runtime.ConfigError:
         return None
-    host = str(app["env"].get("HOST", "")).strip()
-    bind = str(app["env"].get("BIND", "")).strip()
-    if bind:
-        host = bind.rpartition(":")[0] if ":" in bind else bind
-    if host in ("", "0.0.0.0", "::", "[::]"):
-        host = "127.0.0.1"
-    return f"http://{host}:{port}{app.get('health_path') or '/'}"
 
 
 def app_dirs(name: str, apps_root: str) -> dict[str, str]:
@@ -129,50 +141,30 @@ def app_normalize(apps: list[Mapping[str, Any]], base_dir: str, apps_root: str) 
             "health_status": int(app.get("health_status") or 200),
             "dirs": app_dirs(str(app.get("name")), apps_root),
         }
-        normal["health_url"] = app_health_url({**normal, "env": {**env, **secret_env}})
+        listen = app_listen(normal)
+        normal["bind"] = listen["bind"]
+        normal["listen"] = listen["stream"]
+        normal["health_url"] = listen["health_url"]
         result.append(normal)
     return result
 
 
 def _env_errors(where: str, env: Mapping[str, Any], app: Mapping[str, Any], secret: bool = False) -> list[str]:
-    """Apply gunicorn_conf.py's rules to the variables the operator set; name the variable and its value.
+    """The role's own rules for the variables an operator sets: names, one-line values, what the unit sets itself.
 
-    A secret_env value is never repeated: the message names the variable only, as no_log hides it everywhere else.
+    The runtime variables' values are gunicorn_conf.py's to judge (_runtime_errors). A secret_env value is never
+    repeated: the message names the variable only, as no_log hides it everywhere else.
     """
     errors = []
     for key, value in env.items():
         text = _text(value)
         label = f"{where}.{key}" + (" (value hidden)" if secret else f"={text!r}")
-        if not ENV_KEY_RE.match(str(key)):
+        if not ENV_KEY_RE.fullmatch(str(key)):
             errors.append(f"{where} key {key!r} is invalid: expected letters, digits and _ (not starting with a digit)")
         elif "\n" in text or "\r" in text or "\0" in text:
             errors.append(f"{where}.{key} is invalid: a value must be one line")
         elif key in RESERVED_ENV:
             errors.append(f"{label} is invalid: the unit sets {key} itself")
-        elif key == "WORKERS_PER_CORE":
-            number = float(text) if FLOAT_RE.match(text) else math.nan
-            if not (math.isfinite(number) and number > 0):
-                errors.append(f"{label} is invalid: expected a number greater than 0")
-        elif key in ("WEB_CONCURRENCY", "MAX_WORKERS"):
-            number = _int(text)
-            if number is None or number <= 0:
-                errors.append(f"{label} is invalid: expected a whole number greater than 0")
-        elif key in ("TIMEOUT", "GRACEFUL_TIMEOUT", "KEEP_ALIVE", "WORKER_MAX_MEMORY"):
-            number = _int(text)
-            if number is None or number < 0:
-                errors.append(f"{label} is invalid: expected a whole number >= 0")
-        elif key == "PORT":
-            number = _int(text)
-            if number is None or not 1 <= number <= 65535:
-                errors.append(f"{label} is invalid: expected a port number from 1 to 65535")
-        elif key == "BIND" and text.strip().startswith("fd://"):
-            errors.append(f"{label} is invalid: systemd passes the app its socket; use HOST:PORT or unix:PATH")
-        elif key == "BIND" and not text.strip().startswith("unix:"):
-            port = _bind_port(text)
-            if port is None or not 1 <= port <= 65535:
-                errors.append(f"{label} is invalid: expected HOST:PORT or unix:PATH with a port from 1 to 65535")
-        elif key == "LOG_LEVEL" and text.strip().lower() not in LOG_LEVELS:
-            errors.append(f"{label} is invalid: expected one of {', '.join(LOG_LEVELS)}")
         elif key in PATH_ENV and (os.path.isabs(text) or ".." in text.split("/")):
             errors.append(
                 f"{label} is invalid: the path is outside the app directory (give it relative to the app dir)"
@@ -181,6 +173,38 @@ def _env_errors(where: str, env: Mapping[str, Any], app: Mapping[str, Any], secr
         shown = " (value hidden)" if secret else f"={_text(env['PORT'])!r}"
         errors.append(f"{where}.PORT{shown} contradicts port={app['port']!r}: set one of them")
     return errors
+
+
+def _runtime_errors(where: str, app: Mapping[str, Any]) -> list[str]:
+    """What gunicorn_conf.resolve refuses in the app's variables, each named where the operator set it."""
+    secret_env = app.get("secret_env") or {}
+    try:
+        runtime.resolve(app_runtime_env(app), cores=1)
+    except runtime.ConfigErrors as raised:
+        lines = []
+        for error in raised.errors:
+            if error.name in secret_env:
+                lines.append(f"{where}.secret_env.{error.name} (value hidden) is invalid: expected {error.expected}")
+            elif error.name == "PORT" and app.get("port") is not None:
+                lines.append(f"{where}.port={app['port']!r} is invalid: expected {error.expected}")
+            else:
+                lines.append(f"{where}.env.{error}")
+        return lines
+    return []
+
+
+def _listen_errors(where: str, app: Mapping[str, Any]) -> list[str]:
+    """What systemd's socket unit cannot hold: an inherited fd, or a host name where it needs an IP address."""
+    listen = app_listen(app)
+    label = f"{where}: BIND={listen['bind']!r}"
+    if listen["bind"].startswith("fd://"):
+        return [f"{label} is invalid: systemd passes the app its socket; use HOST:PORT or unix:PATH"]
+    if listen["host"] is not None:
+        try:
+            ipaddress.ip_address(listen["host"])
+        except ValueError:
+            return [f"{where}: the host {listen['host']!r} is invalid: systemd's socket listens on an IP address only"]
+    return []
 
 
 def _source_errors(where: str, app: Mapping[str, Any], base_dir: str) -> list[str]:
@@ -235,7 +259,7 @@ def app_input_errors(
             errors.append(f"{where}={app!r} is invalid: expected a mapping with at least a name")
             continue
         name = app.get("name")
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             errors.append(
                 f"{where}.name={name!r} is invalid: expected a valid unit instance and user name "
                 "(lower-case letters, digits, _ and -, starting with a letter or _, at most 32 characters)"
@@ -267,12 +291,12 @@ def app_input_errors(
                 errors.append(f"{where}.{label}={mapping!r} is invalid: expected a mapping of variables")
         if not isinstance(env, Mapping) or not isinstance(secret_env, Mapping):
             continue
-        errors += _env_errors(f"{where}.env", env, app) + _env_errors(f"{where}.secret_env", secret_env, app, True)
-        if app.get("port") is not None:
-            port = _int(str(app["port"]))
-            if port is None or not 1 <= port <= 65535:
-                errors.append(f"{where}.port={app['port']!r} is invalid: expected a port number from 1 to 65535")
-                continue
+        # The role's rules first, then the runtime's (which assume sane names), then what systemd's socket can hold.
+        found = _env_errors(f"{where}.env", env, app) + _env_errors(f"{where}.secret_env", secret_env, app, True)
+        found = found or _runtime_errors(where, app) or _listen_errors(where, app)
+        if found:
+            errors += found
+            continue
         port = app_effective_port(app)
         if port is None:
             continue
@@ -348,30 +372,6 @@ def app_pip_release(app: Mapping[str, Any]) -> str:
     return "pip-" + hashlib.sha256(str(app.get("requirement")).encode()).hexdigest()[:12]
 
 
-def app_listen_stream(bind: str) -> str:
-    """The socket unit's ListenStream= for a bind as gunicorn_conf.py resolves it (HOST:PORT, [V6]:PORT, unix:PATH).
-
-    systemd holds the socket, so the address must be one systemd can bind; fd://N has no meaning for a socket unit.
-    """
-    if bind.startswith("unix:"):
-        return bind[len("unix:") :]
-    if bind.startswith("fd://"):
-        raise ValueError(f"BIND={bind!r} is invalid for a socket-activated app: expected HOST:PORT or unix:PATH")
-    _, sep, port = bind.rpartition(":")
-    if not sep or port.endswith("]"):
-        return f"{bind}:8000"  # Gunicorn's own default port for a bind without one
-    return bind
-
-
-def app_listens(bind_results: list[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """Turn the results of running gunicorn_conf.py per app (one JSON line each) into {name, bind, listen} items."""
-    items = []
-    for result in bind_results:
-        bind = json.loads(result["stdout"])["bind"]
-        items.append({"name": result["item"]["name"], "bind": bind, "listen": app_listen_stream(bind)})
-    return items
-
-
 def app_release_path(app: Mapping[str, Any], release: str) -> str:
     """Where RELEASE of a normalised app lives on the host; the `app` link's target (app_link_target) resolves here."""
     return posixpath.join(app["dirs"]["releases"], release)
@@ -419,6 +419,33 @@ def app_stale_releases(find_results: list[Mapping[str, Any]], releases: Mapping[
     return sorted(stale)
 
 
+def app_plan(
+    apps: list[Mapping[str, Any]], changed: Mapping[str, list[str]], stack: Mapping[str, Any]
+) -> list[dict[str, str]]:
+    """What each running app needs after this run's changes: one action, the strongest that covers them all.
+
+    changed: app names per kind of change ({started, socket, env, code}); stack: the server role's server_stack
+    (resocket_all, restart_all, reload_all: its unit or runtime files changed). A socket restart restarts the
+    instance too (the service Requires= it), a restart covers a reload, and an instance started for the first time
+    in this run already runs everything new. Returns [{name, unit, state, why}], in app order.
+    """
+    plan = []
+    for app in apps:
+        name = app["name"]
+        if name in changed.get("started", []):
+            continue
+        if name in changed.get("socket", []) or stack.get("resocket_all"):
+            unit, state, why = "socket", "restarted", "where it listens changed"
+        elif name in changed.get("env", []) or stack.get("restart_all"):
+            unit, state, why = "service", "restarted", "its settings or the unit changed"
+        elif name in changed.get("code", []) or stack.get("reload_all"):
+            unit, state, why = "service", "reloaded", "its code, packages or the runtime files changed"
+        else:
+            continue
+        plan.append({"name": name, "unit": f"gunicorn@{name}.{unit}", "state": state, "why": why})
+    return plan
+
+
 class FilterModule:
     """Expose the filters to the app role's tasks."""
 
@@ -431,11 +458,10 @@ class FilterModule:
             "app_local_files": app_local_files,
             "app_git_release": app_git_release,
             "app_pip_release": app_pip_release,
-            "app_listen_stream": app_listen_stream,
-            "app_listens": app_listens,
             "app_link_target": app_link_target,
             "app_release_path": app_release_path,
             "app_moving": app_moving,
             "app_stale_releases": app_stale_releases,
             "app_units_to_stop": app_units_to_stop,
+            "app_plan": app_plan,
         }
