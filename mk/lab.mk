@@ -3,7 +3,8 @@
 APT_PACKAGES += qemu-system-x86 qemu-utils mmdebstrap e2fsprogs openssh-client apt dpkg ca-certificates
 LAB := $(BIN)/python -m lab
 DIST ?= debian12
-MOLECULE_SCENARIOS ?= default debian13 ubuntu2404 ubuntu2204
+# Distributions of the VM scenario (molecule/default, MOLECULE_DISTRO) `make test-molecule` runs, one at a time.
+MOLECULE_DISTROS ?= debian12 debian13 ubuntu2404 ubuntu2204
 DEMO_VM := demo
 # The demo guest runs Debian 12's Python 3.11, the same interpreter as this Debian 12 controller's /usr/bin/python3:
 # `lab wheel` builds the Meinheld wheel here once (20 s to a minute, cached in $(CACHE)/meinheld/lab/) instead of in
@@ -41,4 +42,4 @@ test-lab: deps venv ## boot lab VMs with 1 and 2 vCPUs (one at a time) and check
 	$(BIN)/pytest -m vm tests/lab
 
 test-molecule: deps venv ## every molecule scenario on lab VMs, one at a time: converge, idempotence, verify
-	for s in $(MOLECULE_SCENARIOS); do echo ">> molecule test -s $$s"; $(BIN)/molecule test -s $$s; done
+	for d in $(MOLECULE_DISTROS); do echo ">> MOLECULE_DISTRO=$$d molecule test"; MOLECULE_DISTRO=$$d $(BIN)/molecule test; done

@@ -1,5 +1,5 @@
-# One build over every source: the same playbook bakes the same roles into an AMI or a local qcow2. Pick the sources
-# with -only (amazon-ebs.debian12, amazon-ebs.ubuntu2404, qemu.debian12).
+# One build over every source: the same playbook bakes the same roles into an AMI or a local qcow2. Pick the source
+# with -only: amazon-ebs.ami (the distribution is var.aws_distribution) or qemu.debian12.
 
 locals {
   # `make image` runs Packer 1.6.6 on a copy of these files elsewhere, so it names the checkout explicitly.
@@ -10,8 +10,7 @@ locals {
 
 build {
   sources = [
-    "source.amazon-ebs.debian12",
-    "source.amazon-ebs.ubuntu2404",
+    "source.amazon-ebs.ami",
     "source.qemu.debian12",
   ]
 

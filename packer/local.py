@@ -1,6 +1,6 @@
 """Run this machine's Packer on the suite's templates: ``build`` (make image) and ``check`` (make packer-check).
 
-Packer >= 1.7 reads ``packer/`` as it is (``packer build -only=amazon-ebs.debian12 packer/``). Debian 12's Packer
+Packer >= 1.7 reads ``packer/`` as it is (``packer build -only=amazon-ebs.ami packer/``). Debian 12's Packer
 1.6.6 does not: it rejects plugins.pkr.hcl's ``required_plugins`` block, and its bundled amazon-ebs builder predates
 ``metadata_options``. So for 1.6.6 this script stages a copy of the other files under .cache/packer/hcl, and for the
 amazon-ebs validation a second copy without the metadata_options blocks (the one thing 1.6.6's schema lacks); it then
@@ -38,7 +38,9 @@ TEMPLATES = REPO / "packer"
 CACHE = REPO / ".cache" / "packer"
 PLUGINS_FILE = "plugins.pkr.hcl"
 QEMU_SOURCE = "qemu.debian12"
-AMAZON_SOURCES = ("amazon-ebs.debian12", "amazon-ebs.ubuntu2404")
+AMAZON_SOURCE = "amazon-ebs.ami"
+# Every distribution the amazon-ebs source is validated with (keys of variables.pkr.hcl's aws_source_amis).
+AMAZON_DISTRIBUTIONS = ("debian12", "ubuntu2404")
 IMAGE_NAME = "debian12"
 METADATA_BLOCK = re.compile(r"^(?P<indent>[ \t]*)metadata_options\s*\{.*?^(?P=indent)\}[ \t]*\n", re.M | re.S)
 SOURCE_BLOCK = re.compile(r'^source\s+"(?P<type>[^"]+)"\s+"(?P<name>[^"]+)"\s*\{(?P<body>.*?)^\}', re.M | re.S)
@@ -146,12 +148,24 @@ def check() -> int:
     work = CACHE / "check"
     qemu_vars = var_args(_check_qemu_vars(work))
     if understands_plugins(version):
-        run(["packer", "validate", *qemu_vars, str(TEMPLATES)])
+        for dist in AMAZON_DISTRIBUTIONS:
+            run(["packer", "validate", *qemu_vars, "-var", f"aws_distribution={dist}", str(TEMPLATES)])
         return 0
     staged = stage(files, work / "hcl")
     run(["packer", "validate", f"-only={QEMU_SOURCE}", *qemu_vars, str(staged)])
     amazon = stage(files, work / "hcl-amazon", strip_metadata_options)
-    run(["packer", "validate", f"-only={','.join(AMAZON_SOURCES)}", *qemu_vars, str(amazon)])
+    for dist in AMAZON_DISTRIBUTIONS:
+        run(
+            [
+                "packer",
+                "validate",
+                f"-only={AMAZON_SOURCE}",
+                *qemu_vars,
+                "-var",
+                f"aws_distribution={dist}",
+                str(amazon),
+            ]
+        )
     print(f">> Packer {'.'.join(map(str, version))}: every source validates (amazon-ebs without metadata_options)")
     return 0
 

@@ -5,26 +5,19 @@ locals {
   # UTC build time in AMI names and tags: unique per build, and names sort by age.
   timestamp = formatdate("YYYYMMDDhhmmss", timestamp())
 
-  # Per distribution: the AMI's name and tags (the operator's ami_tags win on a clash) and the base AMI's filter.
-  ami = { for dist, base in var.aws_source_amis : dist => {
-    name         = "${var.ami_name_prefix}-${dist}-${local.timestamp}"
-    ssh_username = base.ssh_username
-    root_device  = base.root_device
-    owners       = base.owners
-    filters = {
-      name                = base.name
-      architecture        = "x86_64"
-      virtualization-type = "hvm"
-      root-device-type    = "ebs"
-    }
+  # The distribution this build bakes (var.aws_distribution): its base AMI, and the AMI's name and tags (the
+  # operator's ami_tags win on a clash).
+  base = var.aws_source_amis[var.aws_distribution]
+  ami = {
+    name = "${var.ami_name_prefix}-${var.aws_distribution}-${local.timestamp}"
     tags = merge({
-      Name         = "${var.ami_name_prefix}-${dist}-${local.timestamp}"
-      Distribution = dist
+      Name         = "${var.ami_name_prefix}-${var.aws_distribution}-${local.timestamp}"
+      Distribution = var.aws_distribution
       Project      = "gunicorn-flask"
       Built-By     = "packer"
       Built-At     = local.timestamp
     }, var.ami_tags)
-  } }
+  }
 
   # The encrypted gp3 root volume; gp3's baseline throughput and IOPS spelled out (Packer 1.6.6 insists).
   root_volume = {
@@ -38,21 +31,27 @@ locals {
   }
 }
 
-# --- amazon-ebs: one source per distribution; build one with -only=amazon-ebs.debian12 or -only=amazon-ebs.ubuntu2404 -
+# --- amazon-ebs: one source, keyed on the distribution ---------------------------------------------------------------
+#   packer build -only=amazon-ebs.ami -var aws_distribution=ubuntu2404 packer/
 
-source "amazon-ebs" "debian12" {
+source "amazon-ebs" "ami" {
   region        = var.aws_region
   instance_type = var.aws_instance_type
   subnet_id     = var.aws_subnet_id
-  ssh_username  = local.ami.debian12.ssh_username
-  ami_name      = local.ami.debian12.name
-  tags          = local.ami.debian12.tags
-  snapshot_tags = local.ami.debian12.tags
-  run_tags      = local.ami.debian12.tags
+  ssh_username  = local.base.ssh_username
+  ami_name      = local.ami.name
+  tags          = local.ami.tags
+  snapshot_tags = local.ami.tags
+  run_tags      = local.ami.tags
 
   source_ami_filter {
-    owners      = local.ami.debian12.owners
-    filters     = local.ami.debian12.filters
+    owners = local.base.owners
+    filters = {
+      name                = local.base.name
+      architecture        = "x86_64"
+      virtualization-type = "hvm"
+      root-device-type    = "ebs"
+    }
     most_recent = true
   }
 
@@ -64,41 +63,7 @@ source "amazon-ebs" "debian12" {
   }
 
   launch_block_device_mappings {
-    device_name           = local.ami.debian12.root_device
-    volume_size           = local.root_volume.volume_size
-    volume_type           = local.root_volume.volume_type
-    throughput            = local.root_volume.throughput
-    iops                  = local.root_volume.iops
-    encrypted             = local.root_volume.encrypted
-    kms_key_id            = local.root_volume.kms_key_id
-    delete_on_termination = local.root_volume.delete_on_termination
-  }
-}
-
-source "amazon-ebs" "ubuntu2404" {
-  region        = var.aws_region
-  instance_type = var.aws_instance_type
-  subnet_id     = var.aws_subnet_id
-  ssh_username  = local.ami.ubuntu2404.ssh_username
-  ami_name      = local.ami.ubuntu2404.name
-  tags          = local.ami.ubuntu2404.tags
-  snapshot_tags = local.ami.ubuntu2404.tags
-  run_tags      = local.ami.ubuntu2404.tags
-
-  source_ami_filter {
-    owners      = local.ami.ubuntu2404.owners
-    filters     = local.ami.ubuntu2404.filters
-    most_recent = true
-  }
-
-  metadata_options {
-    http_endpoint               = "enabled"
-    http_tokens                 = "required"
-    http_put_response_hop_limit = 1
-  }
-
-  launch_block_device_mappings {
-    device_name           = local.ami.ubuntu2404.root_device
+    device_name           = local.base.root_device
     volume_size           = local.root_volume.volume_size
     volume_type           = local.root_volume.volume_type
     throughput            = local.root_volume.throughput

@@ -34,6 +34,12 @@ variable "aws_kms_key_id" {
   default     = ""
 }
 
+variable "aws_distribution" {
+  type        = string
+  description = "The distribution the amazon-ebs source bakes: a key of aws_source_amis (debian12, ubuntu2404)."
+  default     = "debian12"
+}
+
 variable "aws_source_amis" {
   type = map(object({
     owners       = list(string)
@@ -42,7 +48,7 @@ variable "aws_source_amis" {
     root_device  = string
   }))
   description = <<-EOT
-    The base AMI of each amazon-ebs source, found by filter (the newest match wins): the AMI owner accounts, the name
+    The base AMI of each distribution, found by filter (the newest match wins): the AMI owner accounts, the name
     pattern, the distribution's default login user and the AMI's root device name (the encrypted gp3 volume replaces
     that device). Override an entry to pin an older release or a private AMI.
   EOT

@@ -68,7 +68,7 @@ def test_stage_replaces_an_old_staging_dir(local, tmp_path: Path) -> None:
 
 def test_strip_removes_the_metadata_blocks_and_nothing_else(local, sources_text: str) -> None:
     stripped = local.strip_metadata_options(sources_text)
-    assert sources_text.count("metadata_options") == 2
+    assert sources_text.count("metadata_options") == 1
     assert "metadata_options" not in stripped
     assert "http_tokens" not in stripped
     for kept in ("launch_block_device_mappings", "source_ami_filter", 'source "qemu" "debian12"', "encrypted"):
