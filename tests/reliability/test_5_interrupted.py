@@ -25,7 +25,7 @@ APP_ROLE = REPO / "roles" / "app"
 
 def local_release(name: str, source: Path) -> str:
     """The release name the app role gives the code in ``source`` deployed as ``name`` (its filter, its excludes)."""
-    filters = load_module(APP_ROLE / "filter_plugins" / "app_filters.py")
+    filters = load_module(REPO / "plugins" / "filter" / "app_filters.py")
     excludes = yaml.safe_load((APP_ROLE / "defaults" / "main.yml").read_text())["app_local_excludes"]
     # The release name does not depend on the apps root; any root names the same release.
     apps = filters.app_normalize([{"name": name, "path": str(source)}], ".", "/srv")

@@ -26,12 +26,12 @@ EXAMPLE = str(REPO / "example_app")
 
 @pytest.fixture(scope="module")
 def filters() -> ModuleType:
-    return load_module(REPO / "roles" / "app" / "filter_plugins" / "app_filters.py")
+    return load_module(REPO / "plugins" / "filter" / "app_filters.py")
 
 
 @pytest.fixture(scope="module")
 def listeners_module() -> ModuleType:
-    return load_module(REPO / "roles" / "app" / "library" / "gunicorn_listeners.py")
+    return load_module(REPO / "plugins" / "modules" / "gunicorn_listeners.py")
 
 
 def app(**fields: object) -> dict[str, object]:
@@ -218,7 +218,7 @@ def test_a_release_is_named_by_its_content(
 
 @pytest.fixture(scope="module")
 def ship() -> ModuleType:
-    return load_module(REPO / "roles" / "app" / "action_plugins" / "app_ship_release.py")
+    return load_module(REPO / "plugins" / "action" / "app_ship_release.py")
 
 
 def _shipped(ship: ModuleType, tmp_path: Path) -> tarfile.TarFile:

@@ -67,8 +67,11 @@ class ConfigErrors(ConfigError):
         super().__init__(first.name, first.value, first.expected)
 
 
-def _get(env: Mapping[str, str], name: str) -> str | None:
-    """Return the variable's value, treating an empty value as unset (as `NAME=` in an env file means)."""
+def env_value(env: Mapping[str, str], name: str) -> str | None:
+    """Return the variable's value, treating an empty value as unset (as `NAME=` in an env file means).
+
+    The launcher (start.py) reads its variables with this function too: one rule for what "unset" means.
+    """
     value = env.get(name, "").strip()
     return value or None
 
@@ -86,7 +89,7 @@ def _number(name: str, raw: str, *, whole: bool, minimum: float, maximum: float,
 
 def _whole(env: Mapping[str, str], name: str, minimum: int, maximum: int) -> int | None:
     """An optional whole number from minimum to maximum; None when unset and the variable has no default."""
-    raw = _get(env, name) or DEFAULTS.get(name)
+    raw = env_value(env, name) or DEFAULTS.get(name)
     if raw is None:
         return None
     expected = f"a whole number from {minimum} to {maximum}"
@@ -120,10 +123,10 @@ def resolve_bind(env: Mapping[str, str]) -> dict[str, Any]:
     BIND wins over HOST and PORT. A BIND with a host and no port listens on Gunicorn's default port (8000), and the
     resolved bind names that port, so everything that reads it (socket, health check, port checks) agrees.
     """
-    bind = _get(env, "BIND")
+    bind = env_value(env, "BIND")
     if bind is None:
-        host = _host("HOST", _get(env, "HOST") or DEFAULTS["HOST"])
-        port = _port("PORT", _get(env, "PORT") or DEFAULTS["PORT"])
+        host = _host("HOST", env_value(env, "HOST") or DEFAULTS["HOST"])
+        port = _port("PORT", env_value(env, "PORT") or DEFAULTS["PORT"])
         return {"bind": _address(host, port), "host": host, "port": port}
     expected = "HOST:PORT, [IPV6]:PORT, HOST, unix:PATH or fd://N, with a port from 1 to 65535"
     if bind.startswith("unix:"):
@@ -155,7 +158,7 @@ def resolve_bind(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _loglevel(env: Mapping[str, str]) -> str:
-    raw = _get(env, "LOG_LEVEL") or DEFAULTS["LOG_LEVEL"]
+    raw = env_value(env, "LOG_LEVEL") or DEFAULTS["LOG_LEVEL"]
     if raw.lower() not in LOG_LEVELS:
         raise ConfigError("LOG_LEVEL", raw, "one of " + ", ".join(LOG_LEVELS))
     return raw.lower()
@@ -225,10 +228,10 @@ def usable_cores(
 
 def _control_socket(env: Mapping[str, str]) -> str | None:
     """Place Gunicorn's control socket in the unit's RuntimeDirectory, never under a home the service cannot write."""
-    raw = _get(env, "CONTROL_SOCKET")
+    raw = env_value(env, "CONTROL_SOCKET")
     if raw is not None:
         return None if raw.lower() == "off" else raw
-    runtime_dir = _get(env, "RUNTIME_DIRECTORY")
+    runtime_dir = env_value(env, "RUNTIME_DIRECTORY")
     return os.path.join(runtime_dir.split(":")[0], "gunicorn.ctl") if runtime_dir else None
 
 
@@ -250,7 +253,7 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
     workers_per_core = checked(
         lambda: _number(
             "WORKERS_PER_CORE",
-            _get(env, "WORKERS_PER_CORE") or DEFAULTS["WORKERS_PER_CORE"],
+            env_value(env, "WORKERS_PER_CORE") or DEFAULTS["WORKERS_PER_CORE"],
             whole=False,
             minimum=0,
             maximum=MAX_WORKERS_PER_CORE,
@@ -273,7 +276,7 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
         workers = max(1, int(cores * workers_per_core))
         if max_workers is not None:
             workers = min(workers, max_workers)
-    access_log = _get(env, "ACCESS_LOG") or DEFAULTS["ACCESS_LOG"]
+    access_log = env_value(env, "ACCESS_LOG") or DEFAULTS["ACCESS_LOG"]
     return {
         "workers": workers,
         "cores": cores,
@@ -286,7 +289,7 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
         "graceful_timeout": graceful_timeout,
         "keepalive": keepalive,
         "accesslog": None if access_log.lower() == "off" else access_log,
-        "errorlog": _get(env, "ERROR_LOG") or DEFAULTS["ERROR_LOG"],
+        "errorlog": env_value(env, "ERROR_LOG") or DEFAULTS["ERROR_LOG"],
         "control_socket": _control_socket(env),
         "worker_max_memory_mib": max_memory or None,
     }

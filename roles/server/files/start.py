@@ -17,6 +17,10 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+# The runtime rules beside this file (when run as a script, Python puts this directory first on sys.path already).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gunicorn_conf import env_value
+
 DEFAULT_VARIABLE_NAME = "app"
 DEFAULT_WORKER_CLASS = "egg:meinheld#gunicorn_worker"
 BUNDLED_CONF = Path(__file__).resolve().with_name("gunicorn_conf.py")
@@ -29,14 +33,9 @@ class LaunchError(Exception):
     """The app or its configuration cannot be started as given; the message says which variable and why."""
 
 
-def _get(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    return value or None
-
-
 def module_name(app_dir: Path, env: Mapping[str, str]) -> str:
     """MODULE_NAME, else `app.main` when app/main.py exists, else `main` when main.py exists."""
-    given = _get(env, "MODULE_NAME")
+    given = env_value(env, "MODULE_NAME")
     if given:
         return given
     candidates = (("app/main.py", "app.main"), ("main.py", "main"))
@@ -49,15 +48,15 @@ def module_name(app_dir: Path, env: Mapping[str, str]) -> str:
 
 def app_module(app_dir: Path, env: Mapping[str, str]) -> str:
     """APP_MODULE, else MODULE_NAME:VARIABLE_NAME."""
-    given = _get(env, "APP_MODULE")
+    given = env_value(env, "APP_MODULE")
     if given:
         return given
-    return f"{module_name(app_dir, env)}:{_get(env, 'VARIABLE_NAME') or DEFAULT_VARIABLE_NAME}"
+    return f"{module_name(app_dir, env)}:{env_value(env, 'VARIABLE_NAME') or DEFAULT_VARIABLE_NAME}"
 
 
 def gunicorn_conf(app_dir: Path, env: Mapping[str, str], bundled: Path = BUNDLED_CONF) -> Path:
     """GUNICORN_CONF, else the app's gunicorn_conf.py, else app/gunicorn_conf.py, else the suite's own."""
-    given = _get(env, "GUNICORN_CONF")
+    given = env_value(env, "GUNICORN_CONF")
     if given:
         path = app_dir / given
         if not path.is_file():
@@ -74,7 +73,7 @@ def run_prestart(app_dir: Path, env: Mapping[str, str]) -> dict[str, str]:
 
     The environment is taken in an EXIT trap, so a script that ends with `exit 0` still hands over its exports.
     """
-    given = _get(env, "PRE_START_PATH")
+    given = env_value(env, "PRE_START_PATH")
     script = app_dir / given if given else app_dir / "prestart.sh"
     if not script.is_file():
         if given:
@@ -138,14 +137,14 @@ def prepare(environ: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     """Resolve everything a start needs; raise LaunchError before anything is exec'd."""
     # Absolute, not resolved: APP_DIR is the `current` release link, and Gunicorn must chdir through the link again at
     # every graceful reload to pick up the release it points to then.
-    app_dir = Path(os.path.abspath(_get(environ, "APP_DIR") or os.getcwd()))
+    app_dir = Path(os.path.abspath(env_value(environ, "APP_DIR") or os.getcwd()))
     if not app_dir.is_dir():
         raise LaunchError(f"APP_DIR={str(app_dir)!r} is invalid: not a directory")
     env = run_prestart(app_dir, environ)
     target = app_module(app_dir, env)
     conf = gunicorn_conf(app_dir, env)
     check_app_imports(app_dir, target, env)
-    worker_class = _get(env, "WORKER_CLASS") or DEFAULT_WORKER_CLASS
+    worker_class = env_value(env, "WORKER_CLASS") or DEFAULT_WORKER_CLASS
     return gunicorn_argv(sys.executable, app_dir, conf, target, worker_class), env
 
 

@@ -32,7 +32,7 @@ PATH_ENV = ("GUNICORN_CONF", "PRE_START_PATH")
 # An app's releases live in <home>/releases; its `app` link names one relatively (releases/RELEASE).
 RELEASES_DIR = "releases"
 # The runtime's rules: the server role installs this file on the host; the checks here import the same file.
-RUNTIME_CONF = Path(__file__).resolve().parents[2] / "server" / "files" / "gunicorn_conf.py"
+RUNTIME_CONF = Path(__file__).resolve().parents[2] / "roles" / "server" / "files" / "gunicorn_conf.py"
 
 
 def _load_runtime() -> ModuleType:
