@@ -1,7 +1,7 @@
 # Images with Packer (packer/): the local qcow2 built from the lab's Debian 12 base, its boot test, and the template
 # checks. Debian's Packer 1.6.6 needs a staged copy of the templates; packer/local.py does that (see its docstring).
 
-APT_PACKAGES += packer qemu-system-x86 qemu-utils openssh-client
+APT_PACKAGES += packer qemu-system-x86 qemu-utils openssh-client cloud-image-utils
 PACKER_LOCAL := PYTHONPATH=$(CURDIR) $(BIN)/python packer/local.py
 IMAGE_DIR := $(CACHE)/packer/debian12
 # What goes into the image: a change to any of these makes `test-image` rebuild it first.

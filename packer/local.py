@@ -41,6 +41,8 @@ QEMU_SOURCE = "qemu.debian12"
 AMAZON_SOURCE = "amazon-ebs.ami"
 # Every distribution the amazon-ebs source is validated with (keys of variables.pkr.hcl's aws_source_amis).
 AMAZON_DISTRIBUTIONS = ("debian12", "ubuntu2404")
+# And every architecture (variables.pkr.hcl's aws_architecture): x86_64 and Graviton.
+AMAZON_ARCHITECTURES = ("x86_64", "arm64")
 IMAGE_NAME = "debian12"
 METADATA_BLOCK = re.compile(r"^(?P<indent>[ \t]*)metadata_options\s*\{.*?^(?P=indent)\}[ \t]*\n", re.M | re.S)
 SOURCE_BLOCK = re.compile(r'^source\s+"(?P<type>[^"]+)"\s+"(?P<name>[^"]+)"\s*\{(?P<body>.*?)^\}', re.M | re.S)
@@ -136,6 +138,11 @@ def _lab_key() -> Path:
     return layout.ssh_key
 
 
+def _amazon_variants() -> list[tuple[str, str]]:
+    """Every (distribution, architecture) the amazon-ebs source is validated with."""
+    return [(dist, arch) for dist in AMAZON_DISTRIBUTIONS for arch in AMAZON_ARCHITECTURES]
+
+
 def check() -> int:
     """Run fmt -check on every file, then validate every source (qemu and amazon-ebs) with no cloud credentials."""
     files = template_files(TEMPLATES)
@@ -148,24 +155,16 @@ def check() -> int:
     work = CACHE / "check"
     qemu_vars = var_args(_check_qemu_vars(work))
     if understands_plugins(version):
-        for dist in AMAZON_DISTRIBUTIONS:
-            run(["packer", "validate", *qemu_vars, "-var", f"aws_distribution={dist}", str(TEMPLATES)])
+        for dist, arch in _amazon_variants():
+            variant = var_args({"aws_distribution": dist, "aws_architecture": arch})
+            run(["packer", "validate", *qemu_vars, *variant, str(TEMPLATES)])
         return 0
     staged = stage(files, work / "hcl")
     run(["packer", "validate", f"-only={QEMU_SOURCE}", *qemu_vars, str(staged)])
     amazon = stage(files, work / "hcl-amazon", strip_metadata_options)
-    for dist in AMAZON_DISTRIBUTIONS:
-        run(
-            [
-                "packer",
-                "validate",
-                f"-only={AMAZON_SOURCE}",
-                *qemu_vars,
-                "-var",
-                f"aws_distribution={dist}",
-                str(amazon),
-            ]
-        )
+    for dist, arch in _amazon_variants():
+        variant = var_args({"aws_distribution": dist, "aws_architecture": arch})
+        run(["packer", "validate", f"-only={AMAZON_SOURCE}", *qemu_vars, *variant, str(amazon)])
     print(f">> Packer {'.'.join(map(str, version))}: every source validates (amazon-ebs without metadata_options)")
     return 0
 

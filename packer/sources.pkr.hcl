@@ -8,11 +8,15 @@ locals {
   # The distribution this build bakes (var.aws_distribution): its base AMI, and the AMI's name and tags (the
   # operator's ami_tags win on a clash).
   base = var.aws_source_amis[var.aws_distribution]
+  # The distributions name the architectures amd64 and arm64 in their AMI names.
+  base_ami_name = replace(local.base.name, "{arch}", var.aws_architecture == "arm64" ? "arm64" : "amd64")
+  instance_type = var.aws_instance_type != "" ? var.aws_instance_type : (var.aws_architecture == "arm64" ? "t4g.small" : "t3.small")
   ami = {
-    name = "${var.ami_name_prefix}-${var.aws_distribution}-${local.timestamp}"
+    name = "${var.ami_name_prefix}-${var.aws_distribution}-${var.aws_architecture}-${local.timestamp}"
     tags = merge({
-      Name         = "${var.ami_name_prefix}-${var.aws_distribution}-${local.timestamp}"
+      Name         = "${var.ami_name_prefix}-${var.aws_distribution}-${var.aws_architecture}-${local.timestamp}"
       Distribution = var.aws_distribution
+      Architecture = var.aws_architecture
       Project      = "gunicorn-flask"
       Built-By     = "packer"
       Built-At     = local.timestamp
@@ -36,7 +40,8 @@ locals {
 
 source "amazon-ebs" "ami" {
   region        = var.aws_region
-  instance_type = var.aws_instance_type
+  instance_type = local.instance_type
+  ami_regions   = var.ami_regions
   subnet_id     = var.aws_subnet_id
   ssh_username  = local.base.ssh_username
   ami_name      = local.ami.name
@@ -47,8 +52,8 @@ source "amazon-ebs" "ami" {
   source_ami_filter {
     owners = local.base.owners
     filters = {
-      name                = local.base.name
-      architecture        = "x86_64"
+      name                = local.base_ami_name
+      architecture        = var.aws_architecture
       virtualization-type = "hvm"
       root-device-type    = "ebs"
     }

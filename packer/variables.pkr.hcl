@@ -12,8 +12,25 @@ variable "aws_region" {
 
 variable "aws_instance_type" {
   type        = string
-  description = "Instance type of the temporary builder. The image does not depend on it: workers are sized at boot."
-  default     = "t3.small"
+  description = "Instance type of the temporary builder (empty: t3.small for x86_64, t4g.small for arm64). The image does not depend on it: workers are sized at boot."
+  default     = ""
+}
+
+variable "aws_architecture" {
+  type        = string
+  description = "CPU architecture of the AMI: x86_64, or arm64 (Graviton). The base AMI filter and the builder type follow it."
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.aws_architecture)
+    error_message = "The aws_architecture value must be x86_64 or arm64."
+  }
+}
+
+variable "ami_regions" {
+  type        = list(string)
+  description = "Regions the finished AMI is copied to, besides aws_region (each copy is a separate AMI id)."
+  default     = []
 }
 
 variable "aws_subnet_id" {
@@ -49,21 +66,21 @@ variable "aws_source_amis" {
   }))
   description = <<-EOT
     The base AMI of each distribution, found by filter (the newest match wins): the AMI owner accounts, the name
-    pattern, the distribution's default login user and the AMI's root device name (the encrypted gp3 volume replaces
+    pattern ({arch} becomes amd64 or arm64, the distributions' names for aws_architecture), the distribution's default login user and the AMI's root device name (the encrypted gp3 volume replaces
     that device). Override an entry to pin an older release or a private AMI.
   EOT
   default = {
     # Debian's official cloud team account.
     debian12 = {
       owners       = ["136693071363"]
-      name         = "debian-12-amd64-*"
+      name         = "debian-12-{arch}-*"
       ssh_username = "admin"
       root_device  = "/dev/xvda"
     }
     # Canonical's account.
     ubuntu2404 = {
       owners       = ["099720109477"]
-      name         = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
+      name         = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-{arch}-server-*"
       ssh_username = "ubuntu"
       root_device  = "/dev/sda1"
     }

@@ -26,7 +26,7 @@ ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SOURCES = ("local", "git", "pip")
 STATES = ("present", "absent")
 # Variables the unit sets itself; an env file must not move the app away from its directory.
-RESERVED_ENV = ("APP_DIR", "RUNTIME_DIRECTORY")
+RESERVED_ENV = ("APP_DIR", "RUNTIME_DIRECTORY", "STATE_DIRECTORY", "LOGS_DIRECTORY", "ENV_DROP_IN_DIR")
 # Variables that name a file the launcher resolves relative to the app directory.
 PATH_ENV = ("GUNICORN_CONF", "PRE_START_PATH")
 # An app's releases live in <home>/releases; its `app` link names one relatively (releases/RELEASE).

@@ -51,6 +51,28 @@ def credential_arg(name: str, value: str) -> list[str]:
     return ["-smbios", f"type=11,value=io.systemd.credential.binary:{name}={encoded}"]
 
 
+def nocloud_seed(directory: Path, instance_id: str, user_data: str) -> Path:
+    """A NoCloud seed disk (the "cidata" volume cloud-init's local datasource reads), made by cloud-localds.
+
+    This is how an instance is told things at launch off-cloud; on EC2 the same user-data comes from the metadata
+    service.
+    """
+    (directory / "user-data").write_text(user_data)
+    (directory / "meta-data").write_text(f"instance-id: {instance_id}\nlocal-hostname: {instance_id}\n")
+    seed = directory / "seed.img"
+    subprocess.run(
+        ["cloud-localds", str(seed), str(directory / "user-data"), str(directory / "meta-data")],
+        check=True,
+        capture_output=True,
+    )
+    return seed
+
+
+def seed_drive(seed: Path) -> list[str]:
+    """QEMU arguments attaching a seed disk read-only after the root disk (the guest sees it as /dev/vdb)."""
+    return ["-drive", f"file={seed},if=virtio,format=raw,readonly=on"]
+
+
 def with_cmdline(command: list[str], cmdline: str) -> list[str]:
     """The lab's QEMU command with its ``-append`` value replaced."""
     out = list(command)
@@ -104,8 +126,13 @@ def _wait(instance: Instance, pid: int, timeout: float) -> str:
 
 
 @contextlib.contextmanager
-def boot(image: BuiltImage, cpus: int, memory_mib: int = 1024, timeout: float = 600) -> Iterator[Instance]:
-    """Boot ``image`` from a throw-away overlay with ``cpus`` vCPUs; stop QEMU and delete the overlay on exit."""
+def boot(
+    image: BuiltImage, cpus: int, memory_mib: int = 1024, timeout: float = 600, user_data: str | None = None
+) -> Iterator[Instance]:
+    """Boot ``image`` from a throw-away overlay with ``cpus`` vCPUs; stop QEMU and delete the overlay on exit.
+
+    user_data: a cloud-config handed to the instance on a NoCloud seed disk (instance-id seed-CPUScpu).
+    """
     layout = Layout.default()
     pubkey = sshkey.ensure(layout).read_text().strip()
     with tempfile.TemporaryDirectory(prefix="image-boot-", dir=os.environ.get("TMPDIR")) as tmp:
@@ -128,6 +155,8 @@ def boot(image: BuiltImage, cpus: int, memory_mib: int = 1024, timeout: float = 
             machine_id="",
         )
         command = with_cmdline(qemu.command(spec), KERNEL_CMDLINE) + credential_arg("ssh.authorized_keys.root", pubkey)
+        if user_data is not None:
+            command += seed_drive(nocloud_seed(workdir, f"seed-{cpus}cpu", user_data))
         started = time.monotonic()
         instance = Instance(cpus, ssh_port, http_port, layout.ssh_key, workdir, launched_at=started)
         launched = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -1,13 +1,17 @@
-"""Boot the image `make image` built, twice, from throw-away overlays: 1 vCPU, then 2 (one VM at a time).
+"""Boot the image `make image` built, twice, from throw-away overlays: 1 vCPU, then 2 (one VM at a time), each with
+its own NoCloud seed (cloud-init user-data), as one AMI is launched in two environments.
 
-No Ansible runs after boot; the only thing handed in is root's SSH key (the systemd credential, as a user would).
-What must hold is the image's promise: the service starts enabled, answers through the forwarded port, and sizes its
-workers to the instance it boots on (WORKERS_PER_CORE=2: 2 workers on 1 vCPU, 4 on 2), which proves the sizing happens
-at boot, not at bake. And each instance is an individual: its own SSH host keys and machine-id.
+No Ansible runs after boot; what is handed in is root's SSH key (the systemd credential) and the user-data. What must
+hold is the image's promise: the service starts enabled, answers through the forwarded port, runs with the settings
+and the secret its seed wrote into /etc/gunicorn/example.env.d/ (WORKERS_PER_CORE=1 on 1 vCPU: 1 worker;
+WORKERS_PER_CORE=1.5 on 2 vCPUs: 3), which proves both the sizing at boot and the settings at boot, and keeps the
+secret out of `systemctl show` and away from other users. The image file itself is unchanged. And each instance is an
+individual: its own SSH host keys and machine-id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -24,12 +28,41 @@ pytestmark = pytest.mark.vm
 IMAGE_DIR = Path(os.environ.get("IMAGE_DIR", REPO / ".cache" / "packer" / "debian12"))
 APP = "example"
 UNIT = f"gunicorn@{APP}.service"
-WORKERS_PER_CORE = 2
 CPU_COUNTS = (1, 2)
+# Per boot: the environment's settings and secret, as an operator writes them in user-data.
+SEEDS = {
+    1: {"WORKERS_PER_CORE": "1", "DEPLOY_ENV": "staging", "API_SECRET": "staging-secret-7c41"},
+    2: {"WORKERS_PER_CORE": "1.5", "DEPLOY_ENV": "production", "API_SECRET": "production-secret-e09b"},
+}
+
+
+def user_data(settings: dict[str, str]) -> str:
+    """The cloud-config of packer/README.md: settings in one drop-in, the secret in another, both 0640 root:APP."""
+    plain = "".join(f'      {k}="{v}"\n' for k, v in settings.items() if k != "API_SECRET")
+    return (
+        "#cloud-config\n"
+        "write_files:\n"
+        f"  - path: /etc/gunicorn/{APP}.env.d/10-settings.env\n"
+        f"    owner: root:{APP}\n"
+        "    permissions: '0640'\n"
+        "    content: |\n"
+        f"{plain}"
+        f"  - path: /etc/gunicorn/{APP}.env.d/20-secrets.env\n"
+        f"    owner: root:{APP}\n"
+        "    permissions: '0640'\n"
+        "    content: |\n"
+        f'      API_SECRET="{settings["API_SECRET"]}"\n'
+    )
+
+
+def expected_workers(cpus: int) -> int:
+    return max(1, int(cpus * float(SEEDS[cpus]["WORKERS_PER_CORE"])))
+
 
 # One SSH round trip that reads everything the tests compare (guest Python is slow under TCG; SSH is not).
 FACTS_SCRIPT = f"""
 pid=$(systemctl show -p MainPID --value {UNIT})
+secrets=/etc/gunicorn/{APP}.env.d/20-secrets.env
 printf '%s\\n' \\
   "nproc=$(nproc)" \\
   "active=$(systemctl is-active {UNIT})" \\
@@ -41,7 +74,13 @@ printf '%s\\n' \\
   "keygen=$(systemctl is-active ssh-host-keys.service)" \\
   "sshd_passwords=$(sshd -T | awk '$1 == "passwordauthentication" {{print $2}}')" \\
   "password_users=$(awk -F: '$2 !~ /^[!*]/ {{print $1}}' /etc/shadow | tr '\\n' ' ')" \\
-  "failed=$(systemctl --failed --no-legend --plain | awk '{{print $1}}' | tr '\\n' ' ')"
+  "failed=$(systemctl --failed --no-legend --plain | awk '{{print $1}}' | tr '\\n' ' ')" \\
+  "deploy_env=$(tr '\\0' '\\n' < /proc/$pid/environ | sed -n 's/^DEPLOY_ENV=//p')" \\
+  "secret=$(tr '\\0' '\\n' < /proc/$pid/environ | sed -n 's/^API_SECRET=//p')" \\
+  "secret_in_show=$(systemctl show {UNIT} | grep -c SECRET)" \\
+  "secret_file=$(stat -c '%U:%G %a' "$secrets")" \\
+  "nobody_reads=$(runuser -u nobody -- cat "$secrets" >/dev/null 2>&1 && echo yes || echo no)" \\
+  "cloud_init=$(cloud-init status 2>/dev/null | awk '{{print $2}}')"
 """
 
 
@@ -89,20 +128,27 @@ def image() -> BuiltImage:
     return BuiltImage.in_dir(IMAGE_DIR)
 
 
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 @pytest.fixture(scope="module")
 def instances(image: BuiltImage) -> dict[int, dict[str, object]]:
-    """Boot the image once per vCPU count, one VM at a time, and record what each instance showed."""
+    """Boot the image once per vCPU count with its seed, one VM at a time, and record what each instance showed."""
     seen: dict[int, dict[str, object]] = {}
+    before = digest(image.disk)
     for cpus in CPU_COUNTS:
-        with boot(image, cpus) as vm:
+        with boot(image, cpus, user_data=user_data(SEEDS[cpus])) as vm:
             http = first_answer(vm)
             http_seconds = time.monotonic() - vm.launched_at
-            facts = wait_for_workers(vm, cpus * WORKERS_PER_CORE)
+            facts = wait_for_workers(vm, expected_workers(cpus))
             seen[cpus] = {"facts": facts, "http": http, "boot_seconds": vm.boot_seconds, "serial": vm.serial()}
+            shown = {k: v for k, v in facts.items() if k != "secret"}
             print(
-                f"{cpus} vCPU: systemd up {vm.boot_seconds:.0f} s, HTTP {http[0]} {http_seconds:.0f} s after power-on; "
-                f"{json.dumps(facts)}"
+                f"{cpus} vCPU with seed {SEEDS[cpus]['DEPLOY_ENV']}: systemd up {vm.boot_seconds:.0f} s, "
+                f"first HTTP {http[0]} {http_seconds:.0f} s after power-on; {json.dumps(shown)}"
             )
+    seen[0] = {"image_unchanged": digest(image.disk) == before}
     return seen
 
 
@@ -125,8 +171,27 @@ def test_app_answers_through_the_forwarded_port(instances: dict, cpus: int) -> N
 
 
 @pytest.mark.parametrize("cpus", CPU_COUNTS)
-def test_workers_are_sized_to_this_instance(instances: dict, cpus: int) -> None:
-    assert instances[cpus]["facts"]["workers"] == str(cpus * WORKERS_PER_CORE)
+def test_workers_are_sized_to_this_instance_and_its_seed(instances: dict, cpus: int) -> None:
+    assert instances[cpus]["facts"]["workers"] == str(expected_workers(cpus))
+
+
+@pytest.mark.parametrize("cpus", CPU_COUNTS)
+def test_each_boot_runs_with_its_own_seeds_settings(instances: dict, cpus: int) -> None:
+    facts = instances[cpus]["facts"]
+    assert facts["cloud_init"] == "done", instances[cpus]["serial"]
+    assert facts["deploy_env"] == SEEDS[cpus]["DEPLOY_ENV"]
+
+
+@pytest.mark.parametrize("cpus", CPU_COUNTS)
+def test_the_secret_reaches_the_app_and_nobody_else(instances: dict, cpus: int) -> None:
+    facts = instances[cpus]["facts"]
+    assert facts["secret"] == SEEDS[cpus]["API_SECRET"]
+    assert facts["secret_in_show"] == "0"
+    assert (facts["secret_file"], facts["nobody_reads"]) == (f"root:{APP} 640", "no")
+
+
+def test_the_image_is_unchanged_by_its_boots(instances: dict) -> None:
+    assert instances[0]["image_unchanged"]
 
 
 @pytest.mark.parametrize("cpus", CPU_COUNTS)

@@ -37,11 +37,12 @@ def test_defaults_match_the_image(conf: ModuleType) -> None:
         "loglevel": "info",
         "timeout": 120,
         "graceful_timeout": 120,
-        "keepalive": 5,
-        "accesslog": "-",
+        "keepalive": 120,
+        "accesslog": None,
         "errorlog": "-",
         "control_socket": None,
         "worker_max_memory_mib": None,
+        "warnings": [],
     }
 
 
@@ -64,6 +65,7 @@ def test_defaults_match_the_image(conf: ModuleType) -> None:
         ({"GRACEFUL_TIMEOUT": "10"}, "graceful_timeout", 10),
         ({"KEEP_ALIVE": "2"}, "keepalive", 2),
         ({"ACCESS_LOG": "off"}, "accesslog", None),
+        ({"ACCESS_LOG": "-"}, "accesslog", "-"),
         ({"ACCESS_LOG": "/var/log/app/access.log"}, "accesslog", "/var/log/app/access.log"),
         ({"ERROR_LOG": "/var/log/app/error.log"}, "errorlog", "/var/log/app/error.log"),
         ({"RUNTIME_DIRECTORY": "/run/gunicorn-demo"}, "control_socket", "/run/gunicorn-demo/gunicorn.ctl"),
@@ -348,3 +350,10 @@ def test_every_invalid_variable_is_listed(conf: ModuleType) -> None:
     with pytest.raises(conf.ConfigErrors) as raised:
         conf.resolve({"PORT": "0", "LOG_LEVEL": "loud", "WORKERS_PER_CORE": "x"}, cores=1)
     assert sorted(error.name for error in raised.value.errors) == ["LOG_LEVEL", "PORT", "WORKERS_PER_CORE"]
+
+
+@pytest.mark.parametrize(("keepalive", "warned"), [("120", False), ("61", False), ("60", True), ("5", True)])
+def test_a_keep_alive_below_61_is_warned_about(conf: ModuleType, keepalive: str, warned: bool) -> None:
+    warnings = conf.resolve({"KEEP_ALIVE": keepalive}, cores=1)["warnings"]
+    assert bool(warnings) is warned
+    assert all(w.startswith(f"KEEP_ALIVE={keepalive} is below 61") for w in warnings)

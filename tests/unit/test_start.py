@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -187,15 +188,18 @@ def test_default_worker_is_meinheld(start: ModuleType, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("files", "env", "line"),
+    ("files", "env", "status", "line"),
     [
-        ({}, {}, "start: MODULE_NAME is not set and no app module was found"),
-        ({"main.py": "import nothing_here\n"}, {}, "start: APP_MODULE='main:app' does not import"),
-        ({"main.py": APP}, {"GUNICORN_CONF": "x.py"}, "start: GUNICORN_CONF='x.py' is invalid"),
-        ({}, {"APP_DIR": "/nonexistent/app"}, "start: APP_DIR='/nonexistent/app' is invalid"),
+        ({}, {}, 2, "start: MODULE_NAME is not set and no app module was found"),
+        ({"main.py": "import nothing_here\n"}, {}, 3, "start: APP_MODULE='main:app' does not import"),
+        ({"main.py": APP}, {"MODULE_NAME": "nope"}, 2, "start: APP_MODULE='nope:app' does not import"),
+        ({"main.py": APP}, {"GUNICORN_CONF": "x.py"}, 2, "start: GUNICORN_CONF='x.py' is invalid"),
+        ({}, {"APP_DIR": "/nonexistent/app"}, 2, "start: APP_DIR='/nonexistent/app' is invalid"),
     ],
+    ids=["no-module", "import-fails", "wrong-module-name", "no-conf", "no-app-dir"],
 )
-def test_launcher_fails_with_one_line(tmp_path: Path, files: dict, env: dict, line: str) -> None:
+def test_launcher_fails_with_one_line(tmp_path: Path, files: dict, env: dict, status: int, line: str) -> None:
+    """2: a setting is wrong, final. 3: the app failed while importing (its database?), retried after a wait."""
     make_app(tmp_path, files)
     result = subprocess.run(
         [sys.executable, str(FILES / "start.py")],
@@ -204,9 +208,10 @@ def test_launcher_fails_with_one_line(tmp_path: Path, files: dict, env: dict, li
         text=True,
         check=False,
     )
-    assert result.returncode == 2
+    assert result.returncode == status
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(line)
+    assert ("retried after 5 s" in result.stderr) is (status == 3)
 
 
 def test_app_dir_keeps_the_release_link_unresolved(start: ModuleType, tmp_path: Path) -> None:
@@ -222,7 +227,7 @@ def test_app_dir_keeps_the_release_link_unresolved(start: ModuleType, tmp_path: 
     ("files", "returncode", "stream", "line"),
     [
         ({"main.py": APP}, 0, "stdout", "start: ok, would exec "),
-        ({"main.py": "raise RuntimeError('broken release')\n"}, 2, "stderr", "start: APP_MODULE='main:app' does not"),
+        ({"main.py": "raise RuntimeError('broken release')\n"}, 3, "stderr", "start: APP_MODULE='main:app' does not"),
     ],
     ids=["good", "broken"],
 )
@@ -240,3 +245,78 @@ def test_check_mode_runs_every_check_and_execs_nothing(
     )
     assert result.returncode == returncode
     assert getattr(result, stream).startswith(line)
+
+
+def test_boot_drop_ins_lay_over_the_env_file_in_name_order(start: ModuleType, tmp_path: Path) -> None:
+    drop_ins = tmp_path / "demo.env.d"
+    drop_ins.mkdir()
+    (drop_ins / "10-cloud-init.env").write_text('WORKERS_PER_CORE="1"\nGREETING="from user-data"\n')
+    (drop_ins / "20-secrets.env").write_text('SECRET_KEY="s3cr3t"\nGREETING="later wins"\n')
+    (drop_ins / "ignored.conf").write_text("WORKERS_PER_CORE=9\n")
+    env = start.with_drop_ins({"ENV_DROP_IN_DIR": str(drop_ins), "WORKERS_PER_CORE": "2", "LOG_LEVEL": "info"})
+    assert (env["WORKERS_PER_CORE"], env["GREETING"], env["SECRET_KEY"], env["LOG_LEVEL"]) == (
+        "1",
+        "later wins",
+        "s3cr3t",
+        "info",
+    )
+
+
+def test_a_missing_drop_in_directory_is_no_drop_in(start: ModuleType, tmp_path: Path) -> None:
+    assert start.with_drop_ins({"ENV_DROP_IN_DIR": str(tmp_path / "none"), "A": "1"}) == {
+        "ENV_DROP_IN_DIR": str(tmp_path / "none"),
+        "A": "1",
+    }
+
+
+def test_a_drop_in_cannot_move_the_app(start: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "x.env").write_text("APP_DIR=/tmp/evil\n")
+    with pytest.raises(start.LaunchError, match="APP_DIR is invalid here: the unit sets it"):
+        start.with_drop_ins({"ENV_DROP_IN_DIR": str(tmp_path)})
+
+
+@pytest.mark.parametrize(
+    ("env", "actual", "refused"),
+    [
+        ({}, ("0.0.0.0", 80), False),
+        ({"PORT": "8000"}, ("0.0.0.0", 80), True),  # the hand edit of the issue: PORT=8000, socket still on 80
+        ({"HOST": "127.0.0.1"}, ("0.0.0.0", 80), True),
+        ({"BIND": "[::]:80"}, ("::", 80), False),
+        ({"BIND": "localhost:80"}, ("127.0.0.1", 80), False),  # a host name: only the port can be compared
+        ({"BIND": "unix:/run/gunicorn/demo/app.sock"}, ("unix", "/run/gunicorn/demo/app.sock"), False),
+        ({"BIND": "unix:/run/gunicorn/demo/app.sock"}, ("0.0.0.0", 80), True),
+        ({"PORT": "8000"}, None, False),  # no socket from systemd (a manual run): nothing to compare
+    ],
+)
+def test_a_start_whose_address_left_the_socket_is_refused(
+    start: ModuleType, env: dict[str, str], actual: tuple | None, refused: bool
+) -> None:
+    if refused:
+        with pytest.raises(start.LaunchError, match=r"listens on .*rerun the playbook") as raised:
+            start.check_listen_matches(env, actual)
+        assert raised.value.retry is False
+    else:
+        start.check_listen_matches(env, actual)
+
+
+def test_inherited_address_reads_the_socket_systemd_passes(start: ModuleType) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        assert start.inherited_address(server.fileno()) == ("127.0.0.1", server.getsockname()[1])
+
+
+def test_retry_waits_grow_and_keep_under_the_start_limit(start: ModuleType) -> None:
+    """Waits 5, 10, 20, 40, 60...; with RestartSec=2 no 60 s window holds 5 starts (StartLimitBurst)."""
+    waits = [start.retry_wait(n) for n in range(1, 9)]
+    assert waits == [5, 10, 20, 40, 60, 60, 60, 60]
+    starts, t = [], 0.0
+    for wait in waits:
+        starts.append(t)
+        t += wait + 2
+    assert max(sum(1 for s in starts if first <= s < first + 60) for first in starts) < 5
+
+
+def test_consecutive_failures_are_counted_until_a_start_succeeds(start: ModuleType, tmp_path: Path) -> None:
+    assert [start.count_attempt(str(tmp_path)) for _ in range(3)] == [1, 2, 3]
+    start.forget_attempts(str(tmp_path))
+    assert start.count_attempt(str(tmp_path)) == 1

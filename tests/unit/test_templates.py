@@ -111,7 +111,12 @@ def exposure(unit: Path) -> float:
         ("User", "%i"),
         ("EnvironmentFile", "/etc/gunicorn/%i.env"),
         ("Environment", "APP_DIR=/srv/%i/app PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1"),
+        ("Environment", "ENV_DROP_IN_DIR=/etc/gunicorn/%i.env.d"),
         ("RuntimeDirectory", "gunicorn/%i"),
+        ("StateDirectory", "gunicorn/%i"),
+        ("LogsDirectory", "gunicorn/%i"),
+        ("OOMPolicy", "continue"),
+        ("RestartPreventExitStatus", "2"),
         ("CapabilityBoundingSet", ""),
         ("Requires", "gunicorn@%i.socket"),
         ("StandardError", "journal"),
@@ -139,7 +144,8 @@ def test_unit_runs_the_app_where_the_app_role_puts_it() -> None:
     directives = dict(unit_directives(unit))
     assert directives["WorkingDirectory"] == dirs["home"]
     assert directives["ExecStart"].split()[0] == dirs["python"]
-    assert f"APP_DIR={dirs['link']}" in directives["Environment"].split()
+    environment = " ".join(value for key, value in unit_directives(unit) if key == "Environment").split()
+    assert f"APP_DIR={dirs['link']}" in environment
 
 
 def test_extra_directives_are_appended_to_the_service_section() -> None:
@@ -187,6 +193,15 @@ def test_socket_listens_where_the_drop_in_says(listen: str) -> None:
     directives = unit_directives(render_socket(listen))
     assert [value for key, value in directives if key == "ListenStream"] == [listen]
     assert ("WantedBy", "sockets.target") in directives
+
+
+@pytest.mark.parametrize(
+    ("directive", "value"),
+    [("StopPropagatedFrom", "gunicorn@%i.service"), ("FreeBind", "true"), ("NoDelay", "true")],
+)
+def test_socket_stops_with_the_service_and_binds_early(directive: str, value: str) -> None:
+    """`systemctl stop gunicorn@NAME` stops the socket too (not a restart); a specific HOST binds before it is up."""
+    assert (directive, value) in unit_directives(render_socket())
 
 
 def test_env_file_carries_only_what_the_operator_set() -> None:

@@ -33,10 +33,16 @@ DEFAULTS: dict[str, str] = {
     "LOG_LEVEL": "info",
     "TIMEOUT": "120",
     "GRACEFUL_TIMEOUT": "120",
-    "KEEP_ALIVE": "5",
-    "ACCESS_LOG": "-",
+    # The image's keep-alive: above the 60 s idle timeout of cloud load balancers, which otherwise reuse a connection
+    # the backend has just closed (sporadic 502s).
+    "KEEP_ALIVE": "120",
+    # The image writes no access log; ACCESS_LOG=- turns one on (stdout, the journal), or names a file.
+    "ACCESS_LOG": "off",
     "ERROR_LOG": "-",
 }
+
+# Below this KEEP_ALIVE a load balancer with the usual 60 s idle timeout may reuse a connection the backend closed.
+MIN_SAFE_KEEP_ALIVE = 61
 
 # Upper bounds: beyond them a value is a typo, not a setting, and the seconds would overflow Meinheld's C int.
 MAX_WORKERS_PER_CORE = 64.0
@@ -277,6 +283,12 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
         if max_workers is not None:
             workers = min(workers, max_workers)
     access_log = env_value(env, "ACCESS_LOG") or DEFAULTS["ACCESS_LOG"]
+    warnings = []
+    if keepalive < MIN_SAFE_KEEP_ALIVE:
+        warnings.append(
+            f"KEEP_ALIVE={keepalive} is below {MIN_SAFE_KEEP_ALIVE}: behind a load balancer with a 60 s idle timeout, "
+            "it may reuse a connection this server has closed (sporadic 502s)"
+        )
     return {
         "workers": workers,
         "cores": cores,
@@ -292,6 +304,7 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
         "errorlog": env_value(env, "ERROR_LOG") or DEFAULTS["ERROR_LOG"],
         "control_socket": _control_socket(env),
         "worker_max_memory_mib": max_memory or None,
+        "warnings": warnings,
     }
 
 
@@ -352,6 +365,8 @@ if __name__ == "__config__":
 def on_starting(server: Any) -> None:
     """Log the resolved settings once per start, so the journal says what the service sized itself to."""
     server.log.info("resolved settings: %s", json.dumps(settings, sort_keys=True))
+    for warning in settings["warnings"]:
+        server.log.warning("%s", warning)
 
 
 def resident_mib(statm: Path = Path("/proc/self/statm")) -> float:
@@ -405,7 +420,10 @@ def main(args: list[str]) -> None:
     elif args:
         print("usage: gunicorn_conf.py [--env-file FILE]", file=sys.stderr)
         raise SystemExit(2)
-    print(json.dumps(_resolve_or_exit(env), sort_keys=True))
+    resolved = _resolve_or_exit(env)
+    for warning in resolved["warnings"]:
+        print(f"gunicorn_conf: warning: {warning}", file=sys.stderr)
+    print(json.dumps(resolved, sort_keys=True))
 
 
 if __name__ == "__main__":
