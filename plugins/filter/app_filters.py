@@ -25,12 +25,12 @@ NAME_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SOURCES = ("local", "git", "pip")
 STATES = ("present", "absent")
-# Variables the unit sets itself; an env file must not move the app away from its directory.
-RESERVED_ENV = ("APP_DIR", "RUNTIME_DIRECTORY", "STATE_DIRECTORY", "LOGS_DIRECTORY", "ENV_DROP_IN_DIR")
 # Variables that name a file the launcher resolves relative to the app directory.
 PATH_ENV = ("GUNICORN_CONF", "PRE_START_PATH")
 # An app's releases live in <home>/releases; its `app` link names one relatively (releases/RELEASE).
 RELEASES_DIR = "releases"
+# Written into an app's directory when the suite makes it: what `state: absent` may remove, and what a new app may use.
+APP_MARKER = ".wsgiops-app"
 # The runtime's rules: the server role installs this file on the host; the checks here import the same file.
 RUNTIME_CONF = Path(__file__).resolve().parents[2] / "roles" / "server" / "files" / "gunicorn_conf.py"
 
@@ -104,6 +104,7 @@ def app_dirs(name: str, apps_root: str) -> dict[str, str]:
     venv = posixpath.join(home, "venv")
     return {
         "home": home,
+        "marker": posixpath.join(home, APP_MARKER),
         "link": posixpath.join(home, "app"),
         "releases": posixpath.join(home, RELEASES_DIR),
         "repo": posixpath.join(home, "repo"),
@@ -163,8 +164,10 @@ def _env_errors(where: str, env: Mapping[str, Any], app: Mapping[str, Any], secr
             errors.append(f"{where} key {key!r} is invalid: expected letters, digits and _ (not starting with a digit)")
         elif "\n" in text or "\r" in text or "\0" in text:
             errors.append(f"{where}.{key} is invalid: a value must be one line")
-        elif key in RESERVED_ENV:
+        elif key in runtime.UNIT_VARIABLES:
             errors.append(f"{label} is invalid: the unit sets {key} itself")
+        elif runtime.LOADER_VARIABLE_RE.fullmatch(str(key)):
+            errors.append(f"{label} is invalid: {key} steers how programs load, which no app setting may do")
         elif key in PATH_ENV and (os.path.isabs(text) or ".." in text.split("/")):
             errors.append(
                 f"{label} is invalid: the path is outside the app directory (give it relative to the app dir)"
@@ -199,12 +202,33 @@ def _listen_errors(where: str, app: Mapping[str, Any]) -> list[str]:
     label = f"{where}: BIND={listen['bind']!r}"
     if listen["bind"].startswith("fd://"):
         return [f"{label} is invalid: systemd passes the app its socket; use HOST:PORT or unix:PATH"]
+    if listen["bind"].startswith("unix:"):
+        # systemd (root) unlinks and binds this path: only the app's own place, never a file of the system's.
+        allowed = posixpath.join(runtime.UNIX_SOCKET_DIR, f"{app.get('name')}.sock")
+        if listen["bind"] != f"unix:{allowed}":
+            return [f"{label} is invalid: a unix socket of this app must be unix:{allowed}"]
     if listen["host"] is not None:
         try:
             ipaddress.ip_address(listen["host"])
         except ValueError:
             return [f"{where}: the host {listen['host']!r} is invalid: systemd's socket listens on an IP address only"]
     return []
+
+
+# What the health check may fetch: a path on the host itself, no scheme, host or whitespace.
+HEALTH_PATH_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*")
+
+
+def _field_errors(where: str, app: Mapping[str, Any]) -> list[str]:
+    """The app's own fields that reach commands and URLs: the health path and the git version."""
+    errors = []
+    health_path = app.get("health_path")
+    if health_path is not None and not HEALTH_PATH_RE.fullmatch(str(health_path)):
+        errors.append(f"{where}.health_path={health_path!r} is invalid: expected a path on the host, such as /health")
+    version = app.get("version")
+    if version is not None and str(version).startswith("-"):
+        errors.append(f"{where}.version={version!r} is invalid: expected a branch, tag or commit")
+    return errors
 
 
 def _source_errors(where: str, app: Mapping[str, Any], base_dir: str) -> list[str]:
@@ -223,9 +247,41 @@ def _source_errors(where: str, app: Mapping[str, Any], base_dir: str) -> list[st
     if source == "pip":
         if not app.get("requirement"):
             return [f"{where}.requirement is missing: a pip source needs a requirement such as 'mypkg==1.0'"]
+        requirement = str(app["requirement"])
+        if requirement.lstrip().startswith("-") or any(c.isspace() for c in requirement.strip()):
+            return [f"{where}.requirement={requirement!r} is invalid: expected one requirement, not pip options"]
         env = app.get("env") or {}
         if not (env.get("APP_MODULE") or env.get("MODULE_NAME")):
             return [f"{where}.env.APP_MODULE is missing: a pip-installed app has no main.py to find"]
+    return []
+
+
+def _taken_errors(
+    where: str,
+    name: str,
+    home: str,
+    accounts: Mapping[str, list[str]],
+    groups: Mapping[str, list[str]],
+    homes: Mapping[str, bool],
+) -> list[str]:
+    """What exists on the host under the app's name and is not the suite's: an account, a group, a directory.
+
+    An app named `docker` or `shadow` would otherwise join that group, and `state: absent` would delete a directory
+    the suite never made. The suite's own app is the account whose home is the app's directory; a directory without
+    that account is the suite's only with the marker it writes there.
+    """
+    account = accounts.get(name)
+    ours = account is not None and len(account) >= 5 and account[4] == home
+    if account is not None and not ours:
+        shown = account[4] if len(account) >= 5 else "?"
+        return [
+            f"{where}.name={name!r} collides with the existing account {name!r} (home {shown!r}, not {home!r}): "
+            "choose another name"
+        ]
+    if name in groups and not ours:
+        return [f"{where}.name={name!r} collides with the existing group {name!r}: choose another name"]
+    if name in homes and not homes[name] and not ours:
+        return [f"{where}: {home} exists and is not an app directory this suite made (no {APP_MARKER}): choose another"]
     return []
 
 
@@ -235,11 +291,16 @@ def app_input_errors(
     accounts: Mapping[str, list[str]] | None = None,
     listeners: list[Mapping[str, Any]] | None = None,
     base_dir: str = ".",
+    groups: Mapping[str, list[str]] | None = None,
+    homes: list[str] | None = None,
+    marked: list[str] | None = None,
 ) -> list[str]:
     """Return one line per invalid input (empty when the list can be applied); nothing here touches the host.
 
     accounts: getent passwd as Ansible returns it (name -> [password, uid, gid, gecos, home, shell]).
     listeners: the gunicorn_listeners module's list ({port, units}) of TCP ports in LISTEN state on the host.
+    groups: getent group (name -> [password, gid, members]).
+    homes: the names of the directories under the apps root; marked: those that hold the suite's marker.
     """
     if not isinstance(apps, list):
         return [f"app_list={apps!r} is invalid: expected a list of apps"]
@@ -274,16 +335,14 @@ def app_input_errors(
         if state not in STATES:
             errors.append(f"{where}.state={state!r} is invalid: expected present or absent")
             continue
-        account = (accounts or {}).get(name)
-        home = app_dirs(name, apps_root)["home"]
-        if account is not None and (len(account) < 5 or account[4] != home):
-            errors.append(
-                f"{where}.name={name!r} collides with the existing account {name!r} (home {account[4]!r}, "
-                f"not {home!r}): choose another name"
-            )
+        found = {home: home in (marked or []) for home in homes or []}
+        taken = _taken_errors(where, name, app_dirs(name, apps_root)["home"], accounts or {}, groups or {}, found)
+        if taken:
+            errors += taken
+            continue
         if state == "absent":
             continue
-        errors += _source_errors(where, app, base_dir)
+        errors += _source_errors(where, app, base_dir) + _field_errors(where, app)
         env = app.get("env") or {}
         secret_env = app.get("secret_env") or {}
         for label, mapping in (("env", env), ("secret_env", secret_env)):
@@ -464,4 +523,5 @@ class FilterModule:
             "app_stale_releases": app_stale_releases,
             "app_units_to_stop": app_units_to_stop,
             "app_plan": app_plan,
+            "app_dirs": app_dirs,
         }

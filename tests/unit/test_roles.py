@@ -78,6 +78,26 @@ def app(**fields: object) -> dict[str, object]:
         ([{"name": "web", "source": "git"}], "app_list[0] (web).repo is missing"),
         ([{"name": "web", "source": "pip", "requirement": "x==1"}], "env.APP_MODULE is missing"),
         ([{"name": "web", "source": "pip"}], "requirement is missing"),
+        # The security review's hostile values: each must be refused, named, before the host changes.
+        ([app(env={"LD_PRELOAD": "/tmp/x.so"})], "env.LD_PRELOAD='/tmp/x.so' is invalid: LD_PRELOAD steers how"),
+        ([app(secret_env={"PYTHONHOME": "/tmp"})], "secret_env.PYTHONHOME (value hidden) is invalid: PYTHONHOME"),
+        ([app(env={"BIND": "unix:/etc/passwd"})], "a unix socket of this app must be unix:/run/gunicorn/web.sock"),
+        ([app(env={"BIND": "unix:/run/gunicorn/other.sock"})], "must be unix:/run/gunicorn/web.sock"),
+        (
+            [{"name": "web", "source": "pip", "requirement": "-r /etc/shadow", "env": {"APP_MODULE": "m:app"}}],
+            "requirement='-r /etc/shadow' is invalid: expected one requirement, not pip options",
+        ),
+        (
+            [{"name": "web", "requirement": "x==1 --index-url=http://evil", "env": {"APP_MODULE": "m:app"}}],
+            "expected one requirement, not pip options",
+        ),
+        ([app(health_path="http://evil.example/")], "health_path='http://evil.example/' is invalid"),
+        ([app(health_path="/ok path")], "health_path='/ok path' is invalid"),
+        (
+            [{"name": "web", "repo": "https://example.invalid/a.git", "version": "--upload-pack=id"}],
+            "version='--upload-pack=id' is invalid",
+        ),
+        ([{"name": "web\n", "path": EXAMPLE}], "name='web\\n' is invalid"),
         ([{"name": "web", "source": "local"}], "path is missing"),
     ],
 )
@@ -95,7 +115,7 @@ def test_bad_input_is_named(filters: ModuleType, apps: object, expected: str) ->
         [app(port=8080, env={"WORKERS_PER_CORE": "0.5", "LOG_LEVEL": "DEBUG", "WEB_CONCURRENCY": 3})],
         [app(), app(name="api", port=8081)],
         [app(), app(name="api", state="absent")],
-        [app(env={"BIND": "unix:/run/gunicorn/web/sock"}), app(name="api")],
+        [app(env={"BIND": "unix:/run/gunicorn/web.sock"}), app(name="api")],
         [app(env={"GUNICORN_CONF": "conf/gunicorn.py", "PRE_START_PATH": "scripts/pre.sh"})],
         [{"name": "web", "repo": "https://example.invalid/app.git", "version": "v1"}],
         [{"name": "web", "requirement": "mypkg==1.0", "env": {"APP_MODULE": "mypkg.wsgi:app"}}],
@@ -168,7 +188,7 @@ def test_normalize_fills_every_field(filters: ModuleType) -> None:
         ({}, "http://127.0.0.1:80/"),
         ({"env": {"HOST": "10.0.0.5", "PORT": "81"}}, "http://10.0.0.5:81/"),
         ({"env": {"BIND": "127.0.0.2:9000"}, "health_path": "/health"}, "http://127.0.0.2:9000/health"),
-        ({"env": {"BIND": "unix:/run/x.sock"}}, None),
+        ({"env": {"BIND": "unix:/run/gunicorn/web.sock"}}, None),
     ],
 )
 def test_health_url(filters: ModuleType, fields: dict[str, object], url: str | None) -> None:
@@ -306,7 +326,7 @@ def test_absent_acts_only_on_units_that_run_or_are_enabled(filters: ModuleType, 
         ({"BIND": "[::1]"}, "[::1]:8000", 8000, "http://[::1]:8000/"),
         ({"BIND": "[::1]:9000", "PORT": "81"}, "[::1]:9000", 9000, "http://[::1]:9000/"),
         ({"HOST": "::1", "PORT": "81"}, "[::1]:81", 81, "http://[::1]:81/"),
-        ({"BIND": "unix:/run/web/web.sock"}, "/run/web/web.sock", None, None),
+        ({"BIND": "unix:/run/gunicorn/web.sock"}, "/run/gunicorn/web.sock", None, None),
     ],
 )
 def test_socket_health_and_port_read_one_resolved_bind(
@@ -531,3 +551,38 @@ def test_one_plan_per_app_the_strongest_action(
 ) -> None:
     plan = filters.app_plan([{"name": "a"}, {"name": "b"}], changed, stack)
     assert [(step["unit"], step["state"]) for step in plan] == expected
+
+
+@pytest.mark.parametrize(
+    ("accounts", "groups", "homes", "expected"),
+    [
+        ({}, {"docker": ["x", "998", ""]}, {}, "collides with the existing group 'docker'"),
+        ({"docker": ["x", "998", "998", "", "/var/lib/docker", "/bin/false"]}, {}, {}, "existing account 'docker'"),
+        ({}, {}, {"docker": False}, "/srv/docker exists and is not an app directory this suite made"),
+        ({}, {}, {"docker": True}, None),  # the suite's marker: its own directory (a first deploy stopped early)
+        (
+            {"docker": ["x", "998", "998", "", "/srv/docker", "/usr/sbin/nologin"]},
+            {"docker": ["x", "998", ""]},
+            {},
+            None,
+        ),
+    ],
+    ids=["group", "account", "foreign-dir", "marked-dir", "ours"],
+)
+@pytest.mark.parametrize("state", ["present", "absent"])
+def test_an_app_name_cannot_take_over_what_exists(
+    filters: ModuleType, accounts: dict, groups: dict, homes: dict, expected: str | None, state: str
+) -> None:
+    errors = filters.app_input_errors(
+        [{"name": "docker", "path": EXAMPLE, "state": state}],
+        "/srv",
+        accounts,
+        [],
+        "/",
+        groups,
+        list(homes),
+        [name for name, has_marker in homes.items() if has_marker],
+    )
+    assert errors == ([] if expected is None else [errors[0]])
+    if expected:
+        assert expected in errors[0]

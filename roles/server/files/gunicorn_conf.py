@@ -44,6 +44,14 @@ DEFAULTS: dict[str, str] = {
 # Below this KEEP_ALIVE a load balancer with the usual 60 s idle timeout may reuse a connection the backend closed.
 MIN_SAFE_KEEP_ALIVE = 61
 
+# Variables the unit sets for each start: neither an app's env nor a boot drop-in may set them (the launcher and the
+# deploy role both refuse them, from this one list).
+UNIT_VARIABLES = frozenset({"APP_DIR", "RUNTIME_DIRECTORY", "STATE_DIRECTORY", "LOGS_DIRECTORY", "ENV_DROP_IN_DIR"})
+# The dynamic loader's and the interpreter's own switches: an app's env must not steer how programs load.
+LOADER_VARIABLE_RE = re.compile(r"LD_[A-Z0-9_]*|PYTHONHOME|PYTHONINSPECT|PYTHONSTARTUP|PYTHONEXECUTABLE|PYTHONUSERBASE")
+# Where an app may put a unix socket (BIND=unix:PATH): beside the per-app runtime directories systemd makes.
+UNIX_SOCKET_DIR = "/run/gunicorn"
+
 # Upper bounds: beyond them a value is a typo, not a setting, and the seconds would overflow Meinheld's C int.
 MAX_WORKERS_PER_CORE = 64.0
 MAX_WORKER_COUNT = 1024

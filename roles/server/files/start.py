@@ -29,7 +29,7 @@ from pathlib import Path
 
 # The runtime rules beside this file (when run as a script, Python puts this directory first on sys.path already).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gunicorn_conf import ConfigError, env_value, read_env_file, resolve_bind
+from gunicorn_conf import UNIT_VARIABLES, ConfigError, env_value, read_env_file, resolve_bind
 
 DEFAULT_VARIABLE_NAME = "app"
 DEFAULT_WORKER_CLASS = "egg:meinheld#gunicorn_worker"
@@ -38,8 +38,6 @@ BUNDLED_CONF = Path(__file__).resolve().with_name("gunicorn_conf.py")
 SHELL_VARIABLES = frozenset({"PWD", "OLDPWD", "SHLVL", "_"})
 EXIT_CONFIG_ERROR = 2
 EXIT_RETRY = 3
-# Variables the unit sets; a boot-time drop-in must not move the app or its sources.
-UNIT_VARIABLES = frozenset({"APP_DIR", "RUNTIME_DIRECTORY", "STATE_DIRECTORY", "LOGS_DIRECTORY", "ENV_DROP_IN_DIR"})
 # The first systemd-passed socket (sd_listen_fds: SD_LISTEN_FDS_START).
 LISTEN_FD = 3
 RETRY_FILE = "start-attempts"

@@ -1,0 +1,61 @@
+"""The server role's input check, run for real (ansible-playbook on localhost: its asserts read nothing of the host).
+
+Each hostile value of the security review is refused with its variable named, before any task that changes a host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+BIN = REPO / ".venv" / "bin"
+PLAYBOOK = """\
+- name: Check the server role's input
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Run the role's assert entry point
+      ansible.builtin.include_role:
+        name: server
+        tasks_from: assert
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "refused"),
+    [
+        ({}, None),
+        ({"server_apps_root": "/var/lib/apps"}, None),
+        ({"server_unit_extra_directives": ["MemoryMax=1G", "CPUQuota=150%"]}, None),
+        ({"server_apps_root": "/var/lib"}, "server_apps_root=/var/lib is invalid: that directory is shared"),
+        ({"server_apps_root": "/opt"}, "server_apps_root=/opt is invalid: that directory is shared"),
+        ({"server_unit_extra_directives": ["MemoryMax=1G\nExecStartPre=+/bin/id"]}, "one-line Directive=value"),
+        ({"server_unit_extra_directives": ["ExecStartPre=+/bin/id"]}, "none of which sets who runs the service"),
+        ({"server_unit_extra_directives": ["User=root"]}, "none of which sets who runs the service"),
+    ],
+    ids=["defaults", "own-dir", "extra-ok", "var-lib", "opt", "newline", "exec", "user"],
+)
+def test_server_input_check(tmp_path: Path, extra: dict[str, object], refused: str | None) -> None:
+    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    (tmp_path / "vars.json").write_text(json.dumps(extra))
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "play.yml", "-e", "@vars.json"],
+        cwd=tmp_path,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    output = " ".join((result.stdout + result.stderr).split())
+    if refused is None:
+        assert result.returncode == 0, output[-2000:]
+    else:
+        assert result.returncode != 0
+        assert refused in output, output[-2000:]
