@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO
 
@@ -59,3 +60,32 @@ def test_server_input_check(tmp_path: Path, extra: dict[str, object], refused: s
     else:
         assert result.returncode != 0
         assert refused in output, output[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("apps", "refused"),
+    [
+        (None, False),
+        ([{"name": "web", "path": "x", "env": {"LOG_LEVEL": "info"}}], False),
+        ([{"name": "web", "path": "x", "secret_env": {"API_TOKEN": "s3"}}], True),
+    ],
+    ids=["default-apps", "settings-only", "secret"],
+)
+def test_the_image_build_refuses_secrets(tmp_path: Path, apps: list | None, refused: bool) -> None:
+    """image.yml's first play, run alone: an app_list with secret_env values stops the bake before any change."""
+    first_play = yaml.safe_load((REPO / "playbooks" / "image.yml").read_text())[0]
+    assert first_play["name"].startswith("Refuse secrets in the image")
+    (tmp_path / "play.yml").write_text(yaml.safe_dump([{**first_play, "hosts": "localhost"}]))
+    (tmp_path / "vars.json").write_text(json.dumps({} if apps is None else {"app_list": apps}))
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "play.yml", "-e", "@vars.json"],
+        cwd=tmp_path,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert (result.returncode != 0) is refused, result.stdout[-2000:]
+    if refused:
+        assert "web: secret_env would be baked into every copy of the image" in " ".join(result.stdout.split())
