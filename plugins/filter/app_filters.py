@@ -12,6 +12,7 @@ import fnmatch
 import hashlib
 import importlib.util
 import ipaddress
+import json
 import os
 import posixpath
 import re
@@ -114,6 +115,28 @@ def app_dirs(name: str, apps_root: str) -> dict[str, str]:
     }
 
 
+def app_secret_env(apps: list[Mapping[str, Any]], name: str) -> dict[str, str]:
+    """The secret_env of the app NAME of the operator's app list, as the env file writes it; for no_log tasks only."""
+    for app in apps or []:
+        if isinstance(app, Mapping) and app.get("name") == name:
+            return {str(key): _text(value) for key, value in (app.get("secret_env") or {}).items()}
+    return {}
+
+
+def app_redact(text: str, apps: list[Mapping[str, Any]]) -> str:
+    """The text with every secret_env value of the app list replaced by ***.
+
+    For what the role shows on a failure (the launcher's words, the journal's last lines), which the app itself may
+    have filled with its secrets.
+    """
+    for app in apps or []:
+        if isinstance(app, Mapping):
+            for value in sorted(app_secret_env(apps, str(app.get("name"))).values(), key=len, reverse=True):
+                if value:
+                    text = text.replace(value, "***")
+    return text
+
+
 def app_normalize(apps: list[Mapping[str, Any]], base_dir: str, apps_root: str) -> list[dict[str, Any]]:
     """Fill every optional field, so tasks and templates never need a default() of their own.
 
@@ -123,7 +146,7 @@ def app_normalize(apps: list[Mapping[str, Any]], base_dir: str, apps_root: str) 
     result = []
     for app in apps or []:
         env = {str(key): _text(value) for key, value in (app.get("env") or {}).items()}
-        secret_env = {str(key): _text(value) for key, value in (app.get("secret_env") or {}).items()}
+        secret_env = app_secret_env(apps, str(app.get("name")))
         if app.get("port") is not None:
             env["PORT"] = _text(app["port"])
         path = app.get("path")
@@ -137,12 +160,15 @@ def app_normalize(apps: list[Mapping[str, Any]], base_dir: str, apps_root: str) 
             "requirement": app.get("requirement"),
             "port": app.get("port"),
             "env": env,
-            "secret_env": secret_env,
+            # Names and a digest only: these dicts are loop items and facts, which Ansible prints (a failed item at
+            # any verbosity, every item at -v). The values are looked up by app_secret_env inside no_log tasks.
+            "secret_keys": sorted(secret_env),
+            "secret_digest": hashlib.sha256(json.dumps(secret_env, sort_keys=True).encode()).hexdigest(),
             "health_path": app.get("health_path") or "/",
             "health_status": int(app.get("health_status") or 200),
             "dirs": app_dirs(str(app.get("name")), apps_root),
         }
-        listen = app_listen(normal)
+        listen = app_listen({**normal, "secret_env": secret_env})
         normal["bind"] = listen["bind"]
         normal["listen"] = listen["stream"]
         normal["health_url"] = listen["health_url"]
@@ -524,4 +550,6 @@ class FilterModule:
             "app_units_to_stop": app_units_to_stop,
             "app_plan": app_plan,
             "app_dirs": app_dirs,
+            "app_secret_env": app_secret_env,
+            "app_redact": app_redact,
         }

@@ -177,7 +177,7 @@ def test_normalize_fills_every_field(filters: ModuleType) -> None:
     assert web["state"] == "present"
     assert web["source"] == "local"
     assert web["env"] == {"WORKERS_PER_CORE": "1", "DEBUG": "true", "PORT": "8080"}
-    assert web["secret_env"] == {}
+    assert web["secret_keys"] == []
     assert web["health_url"] == "http://127.0.0.1:8080/"
     assert web["health_status"] == 200
 
@@ -586,3 +586,19 @@ def test_an_app_name_cannot_take_over_what_exists(
     assert errors == ([] if expected is None else [errors[0]])
     if expected:
         assert expected in errors[0]
+
+
+def test_normalised_apps_carry_no_secret_value(filters: ModuleType) -> None:
+    """The normalised dicts are loop items and facts, which Ansible prints; the values stay in app_list only."""
+    apps = [app(secret_env={"API_TOKEN": "s3cret-x", "DB": 5})]
+    (web,) = filters.app_normalize(apps, "/", "/srv")
+    assert "s3cret-x" not in repr(web)
+    assert web["secret_keys"] == ["API_TOKEN", "DB"]
+    other = filters.app_normalize([app(secret_env={"API_TOKEN": "other"})], "/", "/srv")[0]
+    assert web["secret_digest"] != other["secret_digest"]  # a changed secret is a changed app
+    assert filters.app_secret_env(apps, "web") == {"API_TOKEN": "s3cret-x", "DB": "5"}
+
+
+def test_what_the_role_shows_on_a_failure_has_the_secrets_masked(filters: ModuleType) -> None:
+    apps = [app(secret_env={"API_TOKEN": "s3cret-x", "SHORT": "s3"})]
+    assert filters.app_redact("boom: token s3cret-x and s3", apps) == "boom: token *** and ***"

@@ -93,6 +93,8 @@ def test_missing_gunicorn_conf_is_an_error(start: ModuleType, tmp_path: Path) ->
         ("export MODULE_NAME=chosen.by.prestart\n", {"MODULE_NAME": "chosen.by.prestart", "KEPT": "1"}),
         ("unset KEPT\n", {}),
         ("NOT_EXPORTED=1\n", {"KEPT": "1"}),
+        # A script with its own EXIT trap: its exports (and what systemd set, KEPT) still reach Gunicorn.
+        ("trap 'echo cleanup >&2' EXIT\nexport FROM_PRESTART=yes\n", {"FROM_PRESTART": "yes", "KEPT": "1"}),
     ],
 )
 def test_prestart_exports_reach_gunicorn(start: ModuleType, tmp_path: Path, script: str, expected: dict) -> None:
@@ -320,3 +322,10 @@ def test_consecutive_failures_are_counted_until_a_start_succeeds(start: ModuleTy
     assert [start.count_attempt(str(tmp_path)) for _ in range(3)] == [1, 2, 3]
     start.forget_attempts(str(tmp_path))
     assert start.count_attempt(str(tmp_path)) == 1
+
+
+def test_a_prestart_that_replaces_the_exit_trap_and_exits_is_refused(start: ModuleType, tmp_path: Path) -> None:
+    """Its exports cannot be captured; starting Gunicorn with an empty environment (no LISTEN_FDS) would be worse."""
+    make_app(tmp_path, {"prestart.sh": "trap 'echo bye >&2' EXIT\nexport FROM_PRESTART=yes\nexit 0\n"})
+    with pytest.raises(start.LaunchError, match="handed over no environment: it replaced the launcher's EXIT trap"):
+        start.run_prestart(tmp_path, {"KEPT": "1", "LISTEN_FDS": "1"})

@@ -62,8 +62,10 @@ def render_socket(listen: str = "0.0.0.0:80") -> str:
 
 
 def render_env(env: dict[str, str], secret_env: dict[str, str] | None = None) -> str:
-    item = {"name": "demo", "env": env, "secret_env": secret_env or {}}
-    return _environment(APP / "templates").get_template("app.env.j2").render(item=item)
+    """The env file as the role renders it: the app's env on the item, the secrets looked up beside it (app_secrets)."""
+    item = {"name": "demo", "env": env, "secret_keys": sorted(secret_env or {})}
+    template = _environment(APP / "templates").get_template("app.env.j2")
+    return template.render(item=item, app_secrets=secret_env or {})
 
 
 def unit_directives(text: str) -> list[tuple[str, str]]:

@@ -72,9 +72,13 @@ class Site:
     tmp: Path
 
     def converge(
-        self, extra_vars: dict[str, Any] | None = None, playbook: str = "playbooks/site.yml", check: bool = False
+        self,
+        extra_vars: dict[str, Any] | None = None,
+        playbook: str = "playbooks/site.yml",
+        check: bool = False,
+        args: tuple[str, ...] = (),
     ) -> Converge:
-        """Run the playbook against the host with these variables (``check``: ansible-playbook --check)."""
+        """Run the playbook against the host with these variables (``check``: --check; ``args``: more options)."""
         variables = dict(extra_vars or {})
         # What the lab's group_vars give every lab host: the controller's extra CAs, so pip in a new venv reaches PyPI
         # through this network's TLS-intercepting proxy. Empty on a machine without extra CAs.
@@ -86,6 +90,7 @@ class Site:
         argv += ["-e", f"@{extra}"] if extra else []
         argv += ["-e", f"@{vars_file}"]
         argv += ["--check"] if check else []
+        argv += list(args)
         result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=1800)
         return Converge(result.returncode, result.stdout + result.stderr)
 

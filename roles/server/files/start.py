@@ -191,7 +191,8 @@ def gunicorn_conf(app_dir: Path, env: Mapping[str, str], bundled: Path = BUNDLED
 def run_prestart(app_dir: Path, env: Mapping[str, str]) -> dict[str, str]:
     """Source the prestart script with `sh -e` and return the environment it leaves, or `env` when there is none.
 
-    The environment is taken in an EXIT trap, so a script that ends with `exit 0` still hands over its exports.
+    The environment is taken after the script (and in an EXIT trap, so a script that ends with `exit 0` still hands
+    over its exports); an empty capture is an error, never an empty environment for Gunicorn.
     """
     given = env_value(env, "PRE_START_PATH")
     script = app_dir / given if given else app_dir / "prestart.sh"
@@ -201,7 +202,11 @@ def run_prestart(app_dir: Path, env: Mapping[str, str]) -> dict[str, str]:
         return dict(env)
     with tempfile.TemporaryFile() as exported:
         fd = exported.fileno()
-        shell = f"trap 'env -0 >/dev/fd/{fd}' EXIT; . \"$1\" >&2"
+        # After the script, the capture is a command of ours, which nothing in the script can replace; the EXIT trap
+        # covers a script that ends with `exit`. A script that exits early after replacing that trap with its own
+        # leaves no capture, which is refused below rather than starting Gunicorn with an empty environment.
+        capture = f"env -0 >/dev/fd/{fd}"
+        shell = f"trap '{capture}' EXIT; . \"$1\" >&2; trap - EXIT; {capture}"
         # The script's stdout goes to stderr: the journal gets its output, and it cannot corrupt the handover.
         argv = ["/bin/sh", "-ec", shell, "sh", str(script)]
         result = subprocess.run(argv, env=dict(env), cwd=app_dir, pass_fds=(fd,), check=False)
@@ -210,6 +215,11 @@ def run_prestart(app_dir: Path, env: Mapping[str, str]) -> dict[str, str]:
             raise LaunchError(message, retry=True)
         exported.seek(0)
         entries = exported.read().decode("utf-8", "surrogateescape").split("\0")
+    if not any("=" in entry for entry in entries):
+        raise LaunchError(
+            f"PRE_START_PATH={str(script)!r} handed over no environment: it replaced the launcher's EXIT trap and "
+            "exited; end it without `exit`, or run its own cleanup before"
+        )
     names_values = (entry.partition("=") for entry in entries if "=" in entry)
     return {name: value for name, _, value in names_values if name not in SHELL_VARIABLES}
 
