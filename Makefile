@@ -13,8 +13,10 @@ CACHE := .cache
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-# Debian packages the tests need; each mk/*.mk adds its own.
-APT_PACKAGES := python3-venv git curl
+# Debian packages the tests need; each mk/*.mk adds its own. `make deps` and `make test` install them all; a target that
+# needs only its own (`make demo`) starts with $(call apt_install,TARGET,PACKAGES) instead of depending on deps.
+APT_BASE := python3-venv git curl
+APT_PACKAGES := $(APT_BASE)
 # Test tiers `make test` runs in order; each mk/*.mk appends its targets.
 TEST_TIERS := lint test-unit test-integration
 
@@ -25,12 +27,17 @@ include $(sort $(wildcard mk/*.mk))
 help: ## list the targets
 	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
+# Installs the missing ones among PACKAGES; run by a non-root user, one line says what to run instead.
+define apt_install
+@missing=$$(for p in $(sort $(2)); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+if [ -z "$$missing" ]; then echo ">> Debian packages for $(1): all present"; \
+elif [ "$$(id -u)" != 0 ]; then echo "make $(1) needs Debian packages:" $$missing "- run: sudo apt-get install" $$missing "(or sudo make $(1))" >&2; exit 1; \
+else echo ">> apt-get install" $$missing; \
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+endef
+
 deps: ## install the Debian packages the tests need (skips what is installed)
-	@missing=$$(for p in $(sort $(APT_PACKAGES)); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo ">> apt-get install $$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	else echo ">> Debian packages: all present"; fi
+	$(call apt_install,deps,$(APT_PACKAGES))
 
 venv: $(BIN)/.installed ## the controller venv with the pinned tooling
 
