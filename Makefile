@@ -5,8 +5,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-# The interpreter of the controller venv (PYTHON stays free for `make meinheld-wheel PYTHON=...`).
-VENV_PYTHON ?= python3
+# The interpreter of the controller venv (PYTHON stays free for `make meinheld-wheel PYTHON=...`): Debian's, which the
+# README installs, not whatever python3 comes first on PATH (a pyenv shim would leak into every tier).
+VENV_PYTHON ?= /usr/bin/python3
 VENV := .venv
 BIN := $(VENV)/bin
 CACHE := .cache
@@ -22,7 +23,7 @@ TEST_TIERS := lint test-unit test-integration
 
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: help deps venv lint test test-unit test-integration clean
+.PHONY: help deps venv lint test check-no-pyenv test-unit test-integration clean
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -61,8 +62,24 @@ test-unit: venv ## unit tests of every Python part (seconds)
 test-integration: venv ## the launcher serving the example app with Gunicorn + Meinheld on loopback
 	$(BIN)/pytest tests/integration
 
-test: deps venv ## every tier: lint, unit, integration, Meinheld, lab VMs, image
-	$(MAKE) --no-print-directory $(TEST_TIERS)
+# The tiers run with pyenv out of reach (PATH without it, PYENV_ROOT and HOME at empty directories under .cache), so a
+# test that needs an interpreter the README does not install fails here as on a fresh machine; check-no-pyenv proves
+# the guard holds. HOME persists under .cache, so pip's and molecule's caches survive between runs.
+empty :=
+NO_PYENV_PATH := $(subst $(empty) $(empty),:,$(strip $(foreach d,$(subst :, ,$(PATH)),$(if $(findstring /.pyenv/,$(d)/),,$(d)))))
+GUARD_HOME := $(CURDIR)/$(CACHE)/test-home
+GUARD_PYENV := $(CURDIR)/$(CACHE)/no-pyenv
+
+test: deps venv ## every tier: lint, unit, integration, Meinheld, lab VMs, image (pyenv hidden)
+	mkdir -p $(GUARD_HOME) $(GUARD_PYENV)
+	env -u PYENV_VERSION PYENV_ROOT=$(GUARD_PYENV) HOME=$(GUARD_HOME) PATH=$(NO_PYENV_PATH) \
+	  $(MAKE) --no-print-directory check-no-pyenv $(TEST_TIERS)
+
+check-no-pyenv: ## fail if pyenv is reachable (on PATH, in ~/.pyenv or PYENV_ROOT, behind the venv): make test's guard
+	@reached=$$(command -v pyenv; ls -d "$$HOME/.pyenv" "$${PYENV_ROOT:-$$HOME/.pyenv}/versions" 2>/dev/null; \
+	  readlink -f $(BIN)/python | grep -F /.pyenv/ || true); \
+	if [ -n "$$reached" ]; then echo "pyenv is reachable from the test tiers:" $$reached >&2; exit 1; fi; \
+	echo ">> no pyenv: not on PATH, no ~/.pyenv, venv on $$(readlink -f $(BIN)/python)"
 
 clean: ## remove the venv and caches (lab images included)
 	rm -rf $(VENV) $(CACHE)

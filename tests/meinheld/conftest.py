@@ -154,6 +154,8 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     compiler and the network in turn, so overlapping them shortens the tier by minutes on two cores.
     """
     if not _stacks:
+        if os.geteuid() != 0:
+            pytest.fail("the tier runs each CPython in its distribution's root (mmdebstrap, chroot): run it as root")
         build.fetch_sdist(CACHE / "downloads")  # once, before parallel builds read it
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=3)
         for kind, minor in sorted(_needed | {tuple(request.param)}):
