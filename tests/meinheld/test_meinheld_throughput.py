@@ -11,6 +11,7 @@ the patched builds only: stock passes them trivially, with a fresh greenlet per 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import shutil
 import signal
@@ -168,3 +169,63 @@ def test_keep_alive_requests_make_no_epoll_ctl_calls(stack: object, gunicorn: ob
     failed = [line for line in calls if "= -1" in line]
     assert not failed, f"{len(failed)} failing epoll_ctl for 200 requests, e.g. {failed[:2]}"
     assert len(calls) <= 2, f"{len(calls)} epoll_ctl calls for 200 keep-alive requests: {calls[:4]}"
+
+
+# --- 0012: request greenlets are reused -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stack",
+    [*patched(("3.11", "3.12", "3.13")), _stock("3.11", "a fresh greenlet per request: mmap+munmap of its data stack")],
+    indirect=True,
+)
+def test_requests_map_no_new_data_stack(stack: object, gunicorn: object, tmp_path: Path) -> None:
+    """300 keep-alive requests map no 16 KiB frame data-stack chunk (CPython >= 3.11; 3.10 has none to map).
+
+    A new greenlet per request gets a fresh chunk for its first Python frame and frees it when it dies: one mmap
+    and one munmap per request in stock."""
+    server = gunicorn(stack)
+    worker = pid_of_worker(server)
+    keep_alive_requests(server, 5)
+    with strace(worker, tmp_path / "mmap.trace", "mmap,munmap") as trace:
+        keep_alive_requests(server, 300)
+    chunk = re.compile(r"(mmap\(NULL|munmap\(0x[0-9a-f]+), 16384")
+    chunks = [line for line in trace.read_text().splitlines() if chunk.match(line)]
+    assert len(chunks) <= 5, f"{len(chunks)} 16 KiB mmap/munmap calls for 300 requests, e.g. {chunks[:2]}"
+
+
+@pytest.mark.parametrize("stack", patched(), indirect=True)
+def test_reused_greenlet_starts_each_request_clean(stack: object, gunicorn: object) -> None:
+    """A request that sets a context variable and an attribute on its greenlet leaves neither to the next request,
+    although the next request runs in the same (reused) greenlet: on one keep-alive connection, on a new one, after
+    an exception in the app and after a large answer."""
+    server = gunicorn(stack, "--timeout", "60")
+    conn = KeepAlive(server)
+    try:
+        status, body = conn.get("/state?set=first")
+        assert status == 200, body
+        first = json.loads(body)
+        assert (first["var"], first["attr"]) == ("unset", "unset"), first
+
+        status, body = conn.get("/state?set=second")
+        second = json.loads(body)
+        assert second["greenlet"] == first["greenlet"], "the greenlet was not reused: this test proves nothing"
+        assert (second["var"], second["attr"]) == ("unset", "unset"), f"state leaked into the next request: {second}"
+
+        status, body = conn.get("/error")
+        assert status == 500, body
+    finally:
+        conn.close()
+    assert "the app failed" in server.log()
+
+    conn = KeepAlive(server)
+    try:
+        third = json.loads(conn.get("/state?set=third")[1])
+        assert third["greenlet"] == first["greenlet"], "the greenlet was not reused after the app's exception"
+        assert (third["var"], third["attr"]) == ("unset", "unset"), f"state leaked past an exception: {third}"
+        status, body = conn.get("/big?mib=8")
+        assert (status, len(body)) == (200, 8 * MIB)
+        after_big = json.loads(conn.get("/state")[1])
+        assert (after_big["var"], after_big["attr"]) == ("unset", "unset"), after_big
+    finally:
+        conn.close()
