@@ -229,3 +229,48 @@ def test_reused_greenlet_starts_each_request_clean(stack: object, gunicorn: obje
         assert (after_big["var"], after_big["attr"]) == ("unset", "unset"), after_big
     finally:
         conn.close()
+
+
+# --- 0013: responses of a poll batch are written after its requests are read ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stack", [*patched(), _stock("3.11", "each response is written as its app returns")], indirect=True
+)
+def test_responses_of_one_poll_batch_are_written_together(stack: object, gunicorn: object, tmp_path: Path) -> None:
+    """Eight requests that become readable together (the loop was held by a blocking request) are read first and
+    answered after, back to back: at most one answer is written between the batch's first and last read.
+
+    Stock answers each request as its app returns (read, write, read, write, ...), waking the client per answer."""
+    server = gunicorn(stack, "--timeout", "60")
+    worker = pid_of_worker(server)
+    conns = [KeepAlive(server) for _ in range(8)]
+    blocker = KeepAlive(server)
+    try:
+        for conn in conns:  # each connection now waits in the loop's read watch
+            assert conn.get("/")[0] == 200
+        with strace(worker, tmp_path / "batch.trace", "read,writev,write") as trace:
+            blocker.send("/block?seconds=1")
+            time.sleep(0.3)  # the worker sleeps inside the app; the next requests queue up in the kernel
+            for conn in conns:
+                conn.send("/")
+            for conn in conns:
+                assert conn.receive() == (200, b"Hello World from Meinheld\n")
+            assert blocker.receive()[0] == 200
+    finally:
+        for conn in [*conns, blocker]:
+            conn.close()
+    lines = trace.read_text().splitlines()
+    blocker_fd = next(m.group(1) for line in lines if (m := re.match(r'read\((\d+), "GET /block', line)))
+    # reads of a request and writes of an answer on the eight connections, in the order the worker made them
+    events = [
+        "read" if line.startswith("read(") else "write"
+        for line in lines
+        if (m := re.match(r"(?:read|writev?)\((\d+), ", line))
+        and m.group(1) != blocker_fd
+        and ("GET /" in line or "HTTP/1.1 200" in line)
+    ]
+    reads = [i for i, event in enumerate(events) if event == "read"]
+    assert len(reads) == 8, f"expected the 8 requests to be read, saw {events}"
+    between = [event for event in events[reads[0] : reads[-1]] if event == "write"]
+    assert len(between) <= 1, f"{len(between)} answers written between the batch's reads: {events}"
