@@ -5,7 +5,8 @@
 # python3-venv for the throwaway build env. No patch/git: build.py applies the series.
 MEINHELD_PACKAGES := gcc libc6-dev python3-dev python3-venv
 # The tier builds the distributions' roots (lab/roots.py): mmdebstrap, the Debian keyring, unshare; and it needs root.
-MEINHELD_TIER_PACKAGES := mmdebstrap debian-archive-keyring ca-certificates util-linux
+# strace counts the syscalls per request of the throughput patches (load-independent, unlike req/s).
+MEINHELD_TIER_PACKAGES := mmdebstrap debian-archive-keyring ca-certificates util-linux strace
 APT_PACKAGES += $(MEINHELD_PACKAGES) $(MEINHELD_TIER_PACKAGES)
 
 # The interpreter to build for (the wheel is specific to it) and where the wheel lands. Not `python3` from PATH:
