@@ -5,40 +5,48 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-# The interpreter of the controller venv (PYTHON stays free for `make meinheld-wheel PYTHON=...`).
-VENV_PYTHON ?= python3
+# The interpreter of the controller venv (PYTHON stays free for `make meinheld-wheel PYTHON=...`): Debian's, which the
+# README installs, not whatever python3 comes first on PATH (a pyenv shim would leak into every tier).
+VENV_PYTHON ?= /usr/bin/python3
 VENV := .venv
 BIN := $(VENV)/bin
 CACHE := .cache
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-# Debian packages the controller venv needs (installed before it, so `make check` needs nothing else).
-BASE_PACKAGES := python3-venv git curl
-# Debian packages the tests need; each mk/*.mk adds its own.
-APT_PACKAGES := $(BASE_PACKAGES)
-# Test tiers `make test` runs in order; each mk/*.mk appends its targets. `check` (lint + unit) first: seconds.
-TEST_TIERS := check test-integration
+# Debian packages the controller venv needs: installed before it, so `make check` needs nothing else.
+APT_BASE := python3-venv git curl
+# Debian packages the tests need; each mk/*.mk adds its own. `make deps` and `make test` install them all; a target that
+# needs only its own (`make demo`) starts with $(call apt_install,TARGET,PACKAGES) instead of depending on deps.
+APT_PACKAGES := $(APT_BASE)
+# Test tiers `make test` runs after the quick gate (`check`: lint + unit), in two groups that run side by side: the
+# VM group (QEMU under TCG: CPU-bound) and the host group (systemd containers and loopback: mostly waiting on Ansible
+# and SSH). Each mk/*.mk appends its targets to one of them.
+TEST_VM_TIERS :=
+TEST_HOST_TIERS := test-integration
 
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: help deps deps-base venv lint check collection test test-unit test-integration clean
+.PHONY: help deps deps-base venv lint check collection test test-vm-tiers test-host-tiers check-no-pyenv test-unit \
+	test-integration clean
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
+# Installs the missing ones among PACKAGES; run by a non-root user, one line says what to run instead.
+define apt_install
+@missing=$$(for p in $(sort $(2)); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+if [ -z "$$missing" ]; then echo ">> Debian packages for $(1): all present"; \
+elif [ "$$(id -u)" != 0 ]; then echo "make $(1) needs Debian packages:" $$missing "- run: sudo apt-get install" $$missing "(or sudo make $(1))" >&2; exit 1; \
+else echo ">> apt-get install" $$missing; \
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+endef
+
 deps: ## install the Debian packages the tests need (skips what is installed)
-	@$(MAKE) --no-print-directory apt-install PACKAGES="$(sort $(APT_PACKAGES))"
+	$(call apt_install,deps,$(APT_PACKAGES))
 
 deps-base:
-	@$(MAKE) --no-print-directory apt-install PACKAGES="$(BASE_PACKAGES)"
-
-apt-install:
-	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo ">> apt-get install $$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	else echo ">> Debian packages: all present"; fi
+	$(call apt_install,venv,$(APT_BASE))
 
 venv: $(BIN)/.installed ## the controller venv with the pinned tooling
 
@@ -49,7 +57,7 @@ $(BIN)/.installed: requirements/tooling.txt | deps-base
 	$(BIN)/pip install -q -r requirements/tooling.txt
 	touch $@
 
-lint: venv ## ruff, yamllint, ansible-lint (production), syntax-check of every playbook
+lint: venv ## ruff, yamllint, ansible-lint (production), changelog fragments, syntax-check of every playbook
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint --strict .
@@ -68,8 +76,34 @@ collection: venv ## build the collection tarball (wsgiops-meinheld_gunicorn-VERS
 test-integration: venv ## the launcher serving the example app with Gunicorn + Meinheld on loopback
 	$(BIN)/pytest tests/integration
 
-test: venv ## every tier, the quick gate first: check (lint + unit), integration, Meinheld, lab VMs, image
-	$(MAKE) --no-print-directory $(TEST_TIERS)
+# The tiers run with pyenv out of reach (PATH without it, PYENV_ROOT and HOME at empty directories under .cache), so a
+# test that needs an interpreter the README does not install fails here as on a fresh machine; check-no-pyenv proves
+# the guard holds. HOME persists under .cache, so pip's and molecule's caches survive between runs.
+empty :=
+NO_PYENV_PATH := $(subst $(empty) $(empty),:,$(strip $(foreach d,$(subst :, ,$(PATH)),$(if $(findstring /.pyenv/,$(d)/),,$(d)))))
+GUARD_HOME := $(CURDIR)/$(CACHE)/test-home
+GUARD_PYENV := $(CURDIR)/$(CACHE)/no-pyenv
+GUARDED := env -u PYENV_VERSION PYENV_ROOT=$(GUARD_PYENV) HOME=$(GUARD_HOME) PATH=$(NO_PYENV_PATH)
+
+# The quick gate first (a broken commit fails in a minute), then the Debian packages, then both groups side by side
+# (-O: each group's output comes out whole); `make test-vm-tiers` or `make test-host-tiers` runs one group alone.
+test: venv ## every tier: check (lint + unit) first, then the VM and host groups side by side (pyenv hidden)
+	mkdir -p $(GUARD_HOME) $(GUARD_PYENV)
+	$(GUARDED) $(MAKE) --no-print-directory check-no-pyenv check
+	$(MAKE) --no-print-directory deps
+	$(GUARDED) $(MAKE) --no-print-directory -j2 -O test-vm-tiers test-host-tiers
+
+test-vm-tiers: venv ## the tiers that boot QEMU VMs, one after the other
+	$(MAKE) --no-print-directory $(TEST_VM_TIERS)
+
+test-host-tiers: venv ## the tiers on systemd containers and loopback, one after the other
+	$(MAKE) --no-print-directory $(TEST_HOST_TIERS)
+
+check-no-pyenv: ## fail if pyenv is reachable (on PATH, in ~/.pyenv or PYENV_ROOT, behind the venv): make test's guard
+	@reached=$$(command -v pyenv; ls -d "$$HOME/.pyenv" "$${PYENV_ROOT:-$$HOME/.pyenv}/versions" 2>/dev/null; \
+	  readlink -f $(BIN)/python | grep -F /.pyenv/ || true); \
+	if [ -n "$$reached" ]; then echo "pyenv is reachable from the test tiers:" $$reached >&2; exit 1; fi; \
+	echo ">> no pyenv: not on PATH, no ~/.pyenv, venv on $$(readlink -f $(BIN)/python)"
 
 clean: ## remove the venv and caches (lab images included)
 	rm -rf $(VENV) $(CACHE)

@@ -12,8 +12,12 @@ from typing import Any
 
 from bench.stacks import BASELINE, STOCK, SUITE
 
+# issue 23's targets, per core: the suite at least 1.3x uWSGI+nginx (the issue asks it for `Connection: close`; the
+# keep-alive figure is shown beside it), at least bjoern with keep-alive, and the patched build at least 1.3x stock.
 TARGET_SUITE_OVER_BASELINE = 1.3
-TARGET_PATCHED_OVER_STOCK = 1.0
+TARGET_SUITE_OVER_BJOERN = 1.0
+TARGET_PATCHED_OVER_STOCK = 1.3
+BJOERN = "bjoern"
 # Other work on the server's CPU above this share of it makes a figure suspect; the report flags it.
 NOISY_OTHER_CPU = 0.10
 MODE_TITLES = {"keep-alive": "keep-alive", "close": "`Connection: close` (a new TCP connection per request)"}
@@ -42,14 +46,17 @@ def _rps(row: dict[str, Any] | None, field: str = "requests_per_s") -> float | N
 
 
 def targets(rows: list[dict[str, Any]], modes: Iterable[str]) -> list[dict[str, Any]]:
-    """The issue's two speed targets per connection mode, each with its measured ratio and whether it was met."""
+    """The issue's speed targets per connection mode, each with its measured ratio and whether it was met."""
     checks = []
     for mode in modes:
         suite = find(rows, "per_core", SUITE, mode)
-        for name, other, threshold in (
-            ("patched Meinheld >= stock Meinheld", STOCK, TARGET_PATCHED_OVER_STOCK),
+        wanted = [
+            ("patched Meinheld >= 1.3x stock Meinheld", STOCK, TARGET_PATCHED_OVER_STOCK),
             ("suite >= 1.3x uWSGI+nginx per core", BASELINE, TARGET_SUITE_OVER_BASELINE),
-        ):
+        ]
+        if mode == "keep-alive":
+            wanted.append(("suite >= bjoern per core", BJOERN, TARGET_SUITE_OVER_BJOERN))
+        for name, other, threshold in wanted:
             theirs = find(rows, "per_core", other, mode)
             mine_rps, their_rps = _rps(suite), _rps(theirs)
             value = mine_rps / their_rps if mine_rps and their_rps else None
@@ -73,7 +80,8 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"- Load average (1/5/15 min) at the start: {load_start}; at the end: {load_end}",
         f"- Plan: {plan['rounds']} interleaved round(s) of {plan['duration_s']:g} s per stack and mode after a "
         f"{plan['warmup_s']:g} s warm-up; wrk with {plan['connections']} connections; per core: servers pinned to "
-        f"CPU {plan['server_cpus']}, wrk (1 thread) to CPU {plan['load_cpus']}; one worker; access logs off",
+        f"CPU {plan['server_cpus']}, wrk (1 thread) to CPU {plan['load_cpus']}; one worker; access logs off "
+        "(except the suite-as-deployed row, which keeps the runtime's logging defaults)",
     ]
     for name, versions in sorted(results.get("venvs", {}).items()):
         lines.append(f"- {name} venv: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))

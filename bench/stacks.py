@@ -3,6 +3,8 @@
 Every stack serves the same answer ("Hello World from Flask", 22 bytes) on a loopback port, with one worker process
 (the per-core table), access logs off everywhere (the suite's default logs to the journal; uWSGI and nginx log by
 default too: logging would measure the log path, not the server), and each server's own defaults otherwise.
+One row is the exception, on purpose: "suite as deployed" runs the suite with the runtime's real defaults (access log
+on, log level info), so the table shows what the default logging costs next to the same stack without it.
 The suite's stacks run through the real launcher (files/start.py) and runtime config (files/gunicorn_conf.py), with
 the environment the systemd unit gives them.
 """
@@ -19,6 +21,7 @@ from bench import paths
 HELLO = b"Hello World from Flask"
 BASELINE = "uwsgi-nginx"
 SUITE = "suite"
+SUITE_DEFAULTS = "suite-defaults"
 STOCK = "stock-meinheld"
 # Threads per gthread worker: Gunicorn's docs suggest 2-4 per core; one worker on one core gets 4.
 GTHREAD_THREADS = 4
@@ -86,7 +89,11 @@ def _url(ctx: Context, path: str = "/") -> str:
 
 
 def _launcher(venv: str, app_dir: Path, **extra: str) -> Callable[[Context], Launch]:
-    """A stack started as the roles start it: `<venv python> start.py` with the env file's variables."""
+    """A stack started as the roles start it: `<venv python> start.py` with the env file's variables.
+
+    ACCESS_LOG, LOG_LEVEL or CONTROL_SOCKET given as "" in `extra` are left unset, so gunicorn_conf.py's own defaults
+    apply (the "as deployed" row).
+    """
 
     def build(ctx: Context) -> Launch:
         env = {
@@ -229,6 +236,15 @@ UWSGI_PARAMS = "".join(
 
 PER_CORE: tuple[Stack, ...] = (
     Stack(SUITE, "suite: Gunicorn + patched Meinheld", "suite", "suite", _launcher("suite", paths.EXAMPLE_APP)),
+    Stack(
+        SUITE_DEFAULTS,
+        "suite as deployed: access log on (stdout, to a file here), log level info",
+        "suite",
+        "suite",
+        # the runtime's defaults (files/gunicorn_conf.py): ACCESS_LOG "-" and LOG_LEVEL info; under systemd the
+        # lines go to the journal, here to the stack's log file, so this is the least the default logging costs
+        _launcher("suite", paths.EXAMPLE_APP, ACCESS_LOG="", LOG_LEVEL=""),
+    ),
     Stack(STOCK, "Gunicorn + stock Meinheld 1.0.2", "peer", "stock", _launcher("stock", paths.EXAMPLE_APP)),
     Stack(BASELINE, "uWSGI behind nginx (uwsgi protocol)", "baseline", "peers", _uwsgi_nginx(paths.EXAMPLE_APP)),
     Stack(

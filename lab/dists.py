@@ -42,8 +42,8 @@ class Dist:
     security_mirror: str
     components: tuple[str, ...]
     extra_packages: tuple[str, ...]
-    # The release's python3 (minor) and glibc: a Meinheld wheel built on the controller serves this guest only for
-    # the same CPython minor and a glibc no newer than the guest's (lab/wheel.py). Not part of the image's cache key.
+    # The release's python3 (minor) and glibc, for the docs and the Meinheld tier's minor -> distribution map; the
+    # wheel for its guests is built in the release's own root (lab/roots.py), so both match. Not in any cache key.
     python: str = ""
     glibc: str = ""
 

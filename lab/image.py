@@ -87,6 +87,18 @@ def cache_key(dist: Dist, ca_hash: str, public_key: str) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def ca_trust_script() -> str:
+    """Shell lines (``$root`` and ``$cadir`` set) that make a root tree trust the machine's extra CAs, pip included.
+
+    Shared by the images and the lab's build roots (lab/roots.py): both reach PyPI through this network.
+    """
+    return f"""mkdir -p "$root/usr/local/share/ca-certificates/lab"
+for crt in "$cadir"/*.crt; do [ -e "$crt" ] && install -m 0644 "$crt" "$root/usr/local/share/ca-certificates/lab/"; done
+chroot "$root" update-ca-certificates
+printf '[global]\\ncert = {GUEST_CA_BUNDLE}\\n' > "$root/etc/pip.conf"
+"""
+
+
 def customize_script(dist: Dist) -> str:
     """Shell run by mmdebstrap's customize hook as ``sh SCRIPT ROOT PUBKEY CADIR``: make the tree a lab host."""
     sources = "\n".join(dist.source_lines())
@@ -105,19 +117,25 @@ rm -f "$root/etc/resolv.conf"
 printf 'nameserver 10.0.2.3\\n' > "$root/etc/resolv.conf"
 install -d -m 0700 "$root/root/.ssh"
 install -m 0600 "$pubkey" "$root/root/.ssh/authorized_keys"
-mkdir -p "$root/usr/local/share/ca-certificates/lab"
-for crt in "$cadir"/*.crt; do [ -e "$crt" ] && install -m 0644 "$crt" "$root/usr/local/share/ca-certificates/lab/"; done
-chroot "$root" update-ca-certificates
-printf '[global]\\ncert = {GUEST_CA_BUNDLE}\\n' > "$root/etc/pip.conf"
-rm -f "$root/etc/machine-id" "$root/var/lib/dbus/machine-id"
+{ca_trust_script()}rm -f "$root/etc/machine-id" "$root/var/lib/dbus/machine-id"
 systemd-machine-id-setup --root="$root"
 """
 
 
 def mmdebstrap_command(
-    dist: Dist, host_keyring: Path, rootfs: Path, hook: Path, pubkey: Path, cadir: Path
+    dist: Dist,
+    host_keyring: Path,
+    rootfs: Path,
+    hook: Path,
+    pubkey: Path,
+    cadir: Path,
+    packages: tuple[str, ...] | None = None,
 ) -> list[str]:
-    """The mmdebstrap invocation: apt verifies every Release file with ``host_keyring``; nothing is trusted blindly."""
+    """The mmdebstrap invocation: apt verifies every Release file with ``host_keyring``; nothing is trusted blindly.
+
+    ``packages`` replaces the image's list for trees that are not lab hosts (the build roots of lab/roots.py), so
+    every tree the lab makes comes from this one recipe.
+    """
     comps = " ".join(dist.components)
     mirrors = [f"deb {m} {s} {comps}" for m, s in dist.sources()]
     hook_cmd = " ".join(["sh", shlex.quote(str(hook)), '"$1"', shlex.quote(str(pubkey)), shlex.quote(str(cadir))])
@@ -128,7 +146,7 @@ def mmdebstrap_command(
         "--format=directory",
         "--architectures=amd64",
         f"--keyring={host_keyring}",
-        f"--include={','.join(dist.packages)}",
+        f"--include={','.join(dist.packages if packages is None else packages)}",
         f"--customize-hook={hook_cmd}",
         # Keep the package lists, as an installed system has them: a role's apt cache_valid_time then means what it
         # says, instead of "fresh" for an empty list directory the image build just touched.

@@ -2,27 +2,35 @@
 # provisioning times. The stacks' venvs (and the chart's matplotlib) live under $(CACHE)/bench/, never in $(VENV).
 
 # wrk loads the servers; nginx fronts uWSGI and serves the static ceiling; uWSGI and bjoern compile on install.
-APT_PACKAGES += wrk nginx libev-dev gcc python3-dev util-linux
+# Only the benchmark's targets install these (Debian starts nginx on port 80): not `make demo`.
+BENCH_PACKAGES := wrk nginx libev-dev gcc python3-dev util-linux
+APT_PACKAGES += $(BENCH_PACKAGES)
 
 # Extra arguments for `make bench`, e.g. BENCH_ARGS="--only suite,uwsgi-nginx --rounds 5".
 BENCH_ARGS ?=
 
 .PHONY: bench bench-venvs bench-provision bench-render test-bench
 
-bench: deps venv ## throughput per core (suite vs uWSGI+nginx, Meinheld stock, Gunicorn, bjoern, granian) + scaling -> bench/results/ (~12 min)
+bench: ## throughput per core (suite vs uWSGI+nginx, Meinheld stock, Gunicorn, bjoern, granian) + scaling -> bench/results/ (~12 min)
+	$(call apt_install,bench,$(APT_BASE) $(BENCH_PACKAGES))
+	@$(MAKE) --no-print-directory venv
 	$(BIN)/python -m bench run $(BENCH_ARGS)
 
 bench-venvs: venv ## build the benchmark's venvs under .cache/bench/ (cached, keyed by the pins)
 	$(BIN)/python -m bench venvs
 
-bench-provision: deps venv ## provisioning times on a lab VM (converge, rerun, deploy, image boot) -> bench/results/
+bench-provision: ## provisioning times on a lab VM (converge, rerun, deploy, image boot) -> bench/results/
+	$(call apt_install,bench-provision,$(APT_BASE) $(LAB_PACKAGES))
+	@$(MAKE) --no-print-directory venv
 	$(BIN)/python -m bench provision
 
 bench-render: venv ## rewrite bench/results/results.md and throughput.png from results.json
 	$(BIN)/python -m bench render
 
-test-bench: deps venv ## smoke run of the benchmark harness: every stack serves for a few seconds (~1.5 min)
+test-bench: ## smoke run of the benchmark harness: every stack serves for a few seconds (~1.5 min)
+	$(call apt_install,test-bench,$(APT_BASE) $(BENCH_PACKAGES))
+	@$(MAKE) --no-print-directory venv
 	$(BIN)/pytest tests/bench
 
 # The smoke run joins `make test` (the unit tests of bench/ already run in test-unit).
-TEST_TIERS += test-bench
+TEST_VM_TIERS += test-bench

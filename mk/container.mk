@@ -4,7 +4,7 @@
 APT_PACKAGES += systemd-container slirp4netns mmdebstrap util-linux openssh-client debian-archive-keyring ca-certificates
 
 # Green from a clean clone (empty .cache): venv + container tree 2 min 35 s, then the scenario 9 min (15.5 min under load).
-TEST_TIERS += test-container
+TEST_HOST_TIERS += test-container
 
 .PHONY: test-container container-rootfs
 

@@ -1,9 +1,13 @@
 # The patched Meinheld wheel (meinheld_build/): the published 1.0.2 sdist, verified, plus our patch series.
 # `make meinheld-wheel PYTHON=/path/to/python3.X OUT=DIR` leaves exactly one meinheld-*.whl in DIR.
 
-# Compiling the extension needs a C compiler and the interpreter's headers (pyenv builds carry their own; Debian's
-# python3 needs python3-dev) and python3-venv for the throwaway build env. No patch/git: build.py applies the series.
-APT_PACKAGES += gcc libc6-dev python3-dev python3-venv
+# Compiling the extension needs a C compiler and the interpreter's headers (Debian's python3 needs python3-dev) and
+# python3-venv for the throwaway build env. No patch/git: build.py applies the series.
+MEINHELD_PACKAGES := gcc libc6-dev python3-dev python3-venv
+# The tier builds the distributions' roots (lab/roots.py): mmdebstrap, the Debian keyring, unshare; and it needs root.
+# strace counts the syscalls per request of the throughput patches (load-independent, unlike req/s).
+MEINHELD_TIER_PACKAGES := mmdebstrap debian-archive-keyring ca-certificates util-linux strace
+APT_PACKAGES += $(MEINHELD_PACKAGES) $(MEINHELD_TIER_PACKAGES)
 
 # The interpreter to build for (the wheel is specific to it) and where the wheel lands. Not `python3` from PATH:
 # the Makefile puts the tooling venv first on PATH, and the wheel is for a target interpreter, not for the tooling.
@@ -16,7 +20,10 @@ meinheld-wheel: ## build the patched Meinheld wheel for PYTHON=/path/to/python3.
 	$(PYTHON) meinheld_build/build.py --out "$(OUT)" --download-dir $(CACHE)/meinheld/downloads \
 	  --constraint roles/server/files/requirements.txt
 
-test-meinheld: venv ## patched Meinheld under Gunicorn on CPython 3.10-3.13, stock 1.0.2 as strict xfail (~5 min, wheels cached)
+# The tier runs each CPython in the root of the distribution that ships it (lab/roots.py: Ubuntu 22.04 3.10, Debian 12
+# 3.11, Ubuntu 24.04 3.12, Debian 13 3.13), built by mmdebstrap from their archives; the patched wheels are the lab's.
+test-meinheld: venv ## patched Meinheld under Gunicorn on the distributions' CPython 3.10-3.13 in their roots, stock 1.0.2 as strict xfail (~3 min cached)
+	$(call apt_install,test-meinheld,$(APT_BASE) $(MEINHELD_TIER_PACKAGES))
 	$(BIN)/pytest tests/meinheld
 
-TEST_TIERS += test-meinheld
+TEST_VM_TIERS += test-meinheld

@@ -15,7 +15,7 @@ IMAGE_INPUTS := $(shell find packer playbooks roles files example_app meinheld_b
 # test-image (the image rebuilt when its inputs changed, then booted with 1 and 2 vCPUs) passed from a clean clone in
 # 32 min 53 s on the 2-core machine under load 5-15 from other VMs: venv and lab base image 4-5 min, wheel 30 s,
 # packer build 23 min 15 s, boot test 5 min 10 s (12 passed). An idle machine is several times faster under TCG.
-TEST_TIERS += packer-check test-image
+TEST_VM_TIERS += packer-check test-image
 
 .PHONY: image packer-check test-image
 

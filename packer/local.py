@@ -11,8 +11,8 @@ Run from the checkout's root with the controller venv's python (the Makefile doe
     python packer/local.py build
 
 ``build`` bakes the patched Meinheld wheel the lab builds on this machine for its Debian 12 guests (``python -m lab
-wheel debian12``: the controller's /usr/bin/python3 is Debian 12's 3.11 too) instead of compiling Meinheld in the TCG
-guest, which was most of the build's time; where the controller cannot build for that guest, the guest compiles it.
+wheel debian12``: built in a Debian 12 root from Debian's archive, lab/roots.py) instead of compiling Meinheld in the
+TCG guest, which was most of the build's time; where the controller cannot build for that guest, the guest compiles it.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent
@@ -29,8 +30,10 @@ def free_port() -> int:
 class Gunicorn:
     """One Gunicorn master with the Meinheld worker, its log captured to a file the assertions can quote."""
 
-    def __init__(self, venv: Path, log_path: Path, *options: str) -> None:
+    def __init__(self, venv: Path, log_path: Path, *options: str, wrap: Callable[..., list[str]] | None = None) -> None:
+        """``wrap`` turns the command into one that runs where the venv lives (a distribution's root: Stack.command)."""
         self.venv = venv
+        self.wrap = wrap
         self.port = free_port()
         self.log_path = log_path
         self.options = options
@@ -55,6 +58,8 @@ class Gunicorn:
             *self.options,
             "wsgi_app:app",
         ]
+        if self.wrap is not None:
+            cmd = self.wrap(*cmd)
         log = self.log_path.open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)

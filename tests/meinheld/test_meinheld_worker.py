@@ -43,7 +43,7 @@ def gunicorn(tmp_path: Path):
     servers: list[Gunicorn] = []
 
     def start(stack: object, *options: str) -> Gunicorn:
-        server = Gunicorn(stack.venv, tmp_path / f"gunicorn-{len(servers)}.log", *options)
+        server = Gunicorn(stack.venv, tmp_path / f"gunicorn-{len(servers)}.log", *options, wrap=stack.command)
         servers.append(server)
         server.start()
         return server
@@ -240,7 +240,7 @@ def test_request_handler_skips_the_wrapper_only_when_it_has_nothing_to_do(
     """The per-request wrapper costs a few percent of throughput; it runs exactly when a hook, debug logging of the
     default pre_request, or max_requests needs it, and the loop gets the app itself otherwise."""
     probe = subprocess.run(
-        [str(stack.python), "-c", HANDLER_PROBE, json.dumps(settings)],
+        stack.command(str(stack.python), "-c", HANDLER_PROBE, json.dumps(settings)),
         capture_output=True,
         text=True,
         cwd=APP_DIR,
@@ -259,12 +259,12 @@ def test_request_handler_skips_the_wrapper_only_when_it_has_nothing_to_do(
 def test_imports_and_serves(stack: object, gunicorn: object) -> None:
     """The extension imports (3.13 included), the wheel says it is patched and needs greenlet>=3, and it serves."""
     check = subprocess.run(
-        [
+        stack.command(
             str(stack.python),
             "-c",
             "import importlib.metadata as m, meinheld.server, greenlet;"
             "print(m.version('meinheld'), m.requires('meinheld'), greenlet.__version__)",
-        ],
+        ),
         capture_output=True,
         text=True,
         check=False,

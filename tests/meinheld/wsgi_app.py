@@ -3,12 +3,18 @@
 Plain WSGI (no framework), so a test venv needs only Gunicorn, greenlet and the Meinheld wheel under test.
 """
 
+import contextvars
+import json
 import os
 import time
 from collections.abc import Callable, Iterable
 from urllib.parse import parse_qs
 
+import greenlet
+
 MIB = 1024 * 1024
+# What one request may leave behind for the next in a reused request greenlet: a context variable and an attribute.
+REQUEST_VAR: contextvars.ContextVar[str] = contextvars.ContextVar("request_var", default="unset")
 StartResponse = Callable[[str, list[tuple[str, str]]], object]
 
 
@@ -19,9 +25,20 @@ def _param(environ: dict, name: str, default: float) -> float:
 
 
 def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-    """Route by path: / greets, /big sends MiB of data, /block holds the worker, /pid names the worker."""
+    """Route by path: / greets, /big sends MiB of data, /block holds the worker, /pid names the worker, /state shows
+    (and with ?set= leaves behind) per-request state, /error raises."""
     path = environ.get("PATH_INFO", "/")
-    if path == "/big":
+    if path == "/state":
+        current = greenlet.getcurrent()
+        seen = {"var": REQUEST_VAR.get(), "attr": getattr(current, "left_behind", "unset"), "greenlet": id(current)}
+        values = parse_qs(environ.get("QUERY_STRING", "")).get("set")
+        if values:
+            REQUEST_VAR.set(values[0])
+            current.left_behind = values[0]
+        body = json.dumps(seen).encode()
+    elif path == "/error":
+        raise RuntimeError("the app failed")
+    elif path == "/big":
         body = b"x" * int(_param(environ, "mib", 50) * MIB)
     elif path == "/block":
         # time.sleep blocks the whole event loop: the worker stops heartbeating, as a stuck request would.

@@ -97,6 +97,14 @@ def test_target_patched_over_stock() -> None:
     assert over_stock["ratio"] == pytest.approx(1300 / 1400)
 
 
+def test_target_suite_over_bjoern_is_a_keep_alive_target() -> None:
+    rows = results(1500.0, rows_extra=[cell("per_core", "bjoern", "keep-alive", [1400.0])])["rows"]
+    (over_bjoern,) = [c for c in report.targets(rows, ["keep-alive", "close"]) if "bjoern" in c["target"]]
+    assert over_bjoern["mode"] == "keep-alive"
+    assert over_bjoern["met"] is True
+    assert over_bjoern["ratio"] == pytest.approx(1500 / 1400)
+
+
 def test_markdown_has_conditions_targets_tables_and_scaling() -> None:
     text = report.markdown(results())
     assert "Test CPU, 2 CPUs" in text

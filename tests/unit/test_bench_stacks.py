@@ -35,6 +35,13 @@ def test_stock_differs_from_the_suite_only_by_its_venv(ctx: stacks.Context) -> N
     assert stock.argv[1:] == suite.argv[1:] and stock.env == suite.env
 
 
+def test_suite_as_deployed_leaves_logging_to_the_runtime_defaults(ctx: stacks.Context) -> None:
+    (suite,), (deployed,) = launch("suite", ctx).procs, launch("suite-defaults", ctx).procs
+    assert "ACCESS_LOG" not in deployed.env and "LOG_LEVEL" not in deployed.env  # gunicorn_conf.py: "-" and info
+    assert {k: v for k, v in suite.env.items() if k not in ("ACCESS_LOG", "LOG_LEVEL")} == deployed.env
+    assert deployed.argv == suite.argv
+
+
 @pytest.mark.parametrize(("key", "worker_class"), [("gunicorn-sync", "sync"), ("gunicorn-gthread", "gthread")])
 def test_gunicorn_peers_use_the_same_launcher(ctx: stacks.Context, key: str, worker_class: str) -> None:
     (proc,) = launch(key, ctx).procs
