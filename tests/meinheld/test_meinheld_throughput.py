@@ -43,7 +43,7 @@ def gunicorn(tmp_path: Path) -> Iterator[object]:
     servers: list[Gunicorn] = []
 
     def start(stack: object, *options: str) -> Gunicorn:
-        server = Gunicorn(stack.venv, tmp_path / f"gunicorn-{len(servers)}.log", *options)
+        server = Gunicorn(stack, tmp_path / f"gunicorn-{len(servers)}.log", *options)
         servers.append(server)
         server.start()
         return server
