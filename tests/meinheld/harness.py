@@ -14,10 +14,18 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 APP_DIR = Path(__file__).resolve().parent
+
+
+class StackLike(Protocol):
+    """What Gunicorn needs of conftest.Stack: the venv and the command that runs a program where it lives."""
+
+    venv: Path
+
+    def command(self, *argv: str) -> list[str]: ...
 
 
 def free_port() -> int:
@@ -30,10 +38,10 @@ def free_port() -> int:
 class Gunicorn:
     """One Gunicorn master with the Meinheld worker, its log captured to a file the assertions can quote."""
 
-    def __init__(self, venv: Path, log_path: Path, *options: str, wrap: Callable[..., list[str]] | None = None) -> None:
-        """``wrap`` turns the command into one that runs where the venv lives (a distribution's root: Stack.command)."""
-        self.venv = venv
-        self.wrap = wrap
+    def __init__(self, stack: StackLike, log_path: Path, *options: str) -> None:
+        """The stack, not its venv: the venv lives in a distribution's root and only stack.command runs it there."""
+        self.venv = stack.venv
+        self.wrap = stack.command
         self.port = free_port()
         self.log_path = log_path
         self.options = options
@@ -58,8 +66,7 @@ class Gunicorn:
             *self.options,
             "wsgi_app:app",
         ]
-        if self.wrap is not None:
-            cmd = self.wrap(*cmd)
+        cmd = self.wrap(*cmd)
         log = self.log_path.open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -43,7 +43,7 @@ def gunicorn(tmp_path: Path):
     servers: list[Gunicorn] = []
 
     def start(stack: object, *options: str) -> Gunicorn:
-        server = Gunicorn(stack.venv, tmp_path / f"gunicorn-{len(servers)}.log", *options, wrap=stack.command)
+        server = Gunicorn(stack, tmp_path / f"gunicorn-{len(servers)}.log", *options)
         servers.append(server)
         server.start()
         return server
