@@ -28,6 +28,21 @@ PLAYBOOK = """\
 """
 
 
+def run_play(tmp_path: Path, play: str, extra: dict[str, object]) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook of PLAY on localhost with EXTRA as extra vars, with this checkout's ansible.cfg."""
+    (tmp_path / "play.yml").write_text(play)
+    (tmp_path / "vars.json").write_text(json.dumps(extra))
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "play.yml", "-e", "@vars.json"],
+        cwd=tmp_path,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
 @pytest.mark.parametrize(
     ("extra", "refused"),
     [
@@ -43,17 +58,7 @@ PLAYBOOK = """\
     ids=["defaults", "own-dir", "extra-ok", "var-lib", "opt", "newline", "exec", "user"],
 )
 def test_server_input_check(tmp_path: Path, extra: dict[str, object], refused: str | None) -> None:
-    (tmp_path / "play.yml").write_text(PLAYBOOK)
-    (tmp_path / "vars.json").write_text(json.dumps(extra))
-    result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "play.yml", "-e", "@vars.json"],
-        cwd=tmp_path,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = run_play(tmp_path, PLAYBOOK, extra)
     output = " ".join((result.stdout + result.stderr).split())
     if refused is None:
         assert result.returncode == 0, output[-2000:]
@@ -75,17 +80,8 @@ def test_the_image_build_refuses_secrets(tmp_path: Path, apps: list | None, refu
     """image.yml's first play, run alone: an app_list with secret_env values stops the bake before any change."""
     first_play = yaml.safe_load((REPO / "playbooks" / "image.yml").read_text())[0]
     assert first_play["name"].startswith("Refuse secrets in the image")
-    (tmp_path / "play.yml").write_text(yaml.safe_dump([{**first_play, "hosts": "localhost"}]))
-    (tmp_path / "vars.json").write_text(json.dumps({} if apps is None else {"app_list": apps}))
-    result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "play.yml", "-e", "@vars.json"],
-        cwd=tmp_path,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    play = yaml.safe_dump([{**first_play, "hosts": "localhost"}])
+    result = run_play(tmp_path, play, {} if apps is None else {"app_list": apps})
     assert (result.returncode != 0) is refused, result.stdout[-2000:]
     if refused:
         assert "web: secret_env would be baked into every copy of the image" in " ".join(result.stdout.split())
