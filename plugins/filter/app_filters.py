@@ -274,7 +274,8 @@ def _source_errors(where: str, app: Mapping[str, Any], base_dir: str) -> list[st
         if not app.get("requirement"):
             return [f"{where}.requirement is missing: a pip source needs a requirement such as 'mypkg==1.0'"]
         requirement = str(app["requirement"])
-        if requirement.lstrip().startswith("-") or any(c.isspace() for c in requirement.strip()):
+        # One PEP 508 requirement (a direct reference `name @ URL` has spaces); a word starting with - is a pip option.
+        if any(word.startswith("-") for word in requirement.split()):
             return [f"{where}.requirement={requirement!r} is invalid: expected one requirement, not pip options"]
         env = app.get("env") or {}
         if not (env.get("APP_MODULE") or env.get("MODULE_NAME")):

@@ -119,6 +119,7 @@ def test_bad_input_is_named(filters: ModuleType, apps: object, expected: str) ->
         [app(env={"GUNICORN_CONF": "conf/gunicorn.py", "PRE_START_PATH": "scripts/pre.sh"})],
         [{"name": "web", "repo": "https://example.invalid/app.git", "version": "v1"}],
         [{"name": "web", "requirement": "mypkg==1.0", "env": {"APP_MODULE": "mypkg.wsgi:app"}}],
+        [{"name": "web", "requirement": "greeter @ file:///opt/greeter-1.0.whl", "env": {"APP_MODULE": "g:app"}}],
         [app(name="_x-1")],
     ],
 )
