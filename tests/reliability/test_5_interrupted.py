@@ -46,6 +46,10 @@ def test_a_first_deploy_stopped_halfway_is_finished_by_the_next_run(
     site: Site, host: Any, report: Report, tmp_path: Path
 ) -> None:
     venv = f"/srv/{HALFWAY}/venv"
+    # A first run makes the app's account before its directories (layout.yml); a run stopped later left both.
+    for name in (HALFWAY, HALFCOPY):
+        useradd = f"useradd --system --user-group --home-dir /srv/{name} --no-create-home --shell /usr/sbin/nologin"
+        host.run_expect([0], f"{useradd} {name}")
     # What a stop during ensurepip leaves: the interpreter link is there, pip is not.
     host.run_expect([0], f"python3 -m venv --without-pip {venv}")
     assert not host.file(f"{venv}/bin/pip").exists
