@@ -124,7 +124,7 @@ def _uwsgi_nginx_launch(ctx: Context, app_dir: Path) -> Launch:
     """Start uWSGI (one process, master) behind nginx (one worker) over the uwsgi protocol on a unix socket.
 
     This is the uwsgi-nginx-flask arrangement, minus its `try_files` lookup (a stat per request) and with uWSGI's
-    listen backlog raised to 1024: at the default 100, nginx answers 502 under 64 connections (MACHINE-NOTES).
+    listen backlog raised to 1024: at the default 100, nginx answered 502 under 64 connections here.
     """
     sock = ctx.rundir / "uwsgi.sock"
     ini = ctx.rundir / "uwsgi.ini"

@@ -4,7 +4,7 @@ Why: under TCG a lab VM converges in 15-45 minutes; the same tree as a container
 molecule run (converge, idempotence, verify suite) fits CI. The tree comes from the lab's own mmdebstrap recipe
 (keyring-verified, CA certificates, lab SSH key) minus the kernel, so what the roles meet is the lab's Debian 12.
 
-How it boots, and why each piece (measured on this machine, see MACHINE-NOTES):
+How it boots, and why each piece (measured on this machine):
 - ``unshare -m --propagation private`` + a tmpfs on /run/systemd/nspawn + ``--register=no --keep-unit``: nspawn
   then needs neither machined nor a host-side scope and boots in about a second;
 - ``--private-network`` + slirp4netns: the container gets its own network namespace with user-mode NAT (outbound
@@ -196,10 +196,7 @@ def build_rootfs(layout: Layout, force: bool = False) -> Path:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         try:
-            cadir = work / "ca"
-            cadir.mkdir()
-            for cert in image.ca_certificates():
-                shutil.copyfile(cert, cadir / cert.name)
+            cadir = image.stage_ca_certificates(work)
             hook = work / "customize.sh"
             hook.write_text(image.customize_script(dist) + CONTAINER_CUSTOMIZE)
             cmd = image.mmdebstrap_command(

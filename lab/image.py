@@ -87,6 +87,18 @@ def cache_key(dist: Dist, ca_hash: str, public_key: str) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def stage_ca_certificates(work: Path) -> Path:
+    """Copy the machine's extra CA certificates into WORK/ca for a build hook (its $cadir); the directory's path.
+
+    Images, container trees and build roots all trust what this machine trusts (ca_trust_script installs them).
+    """
+    cadir = work / "ca"
+    cadir.mkdir()
+    for cert in ca_certificates():
+        shutil.copyfile(cert, cadir / cert.name)
+    return cadir
+
+
 def ca_trust_script() -> str:
     """Shell lines (``$root`` and ``$cadir`` set) that make a root tree trust the machine's extra CAs, pip included.
 
@@ -239,10 +251,7 @@ def build(dist: Dist, layout: Layout, force: bool = False) -> Image:
 
 def _build_into(dist: Dist, layout: Layout, work: Path) -> None:
     rootfs = work / "rootfs"
-    cadir = work / "ca"
-    cadir.mkdir()
-    for cert in ca_certificates():
-        shutil.copyfile(cert, cadir / cert.name)
+    cadir = stage_ca_certificates(work)
     hook = work / "customize.sh"
     hook.write_text(customize_script(dist))
     pubkey = sshkey.ensure(layout)

@@ -88,10 +88,7 @@ def build(dist: Dist, layout: Layout, force: bool = False) -> Path:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         try:
-            cadir = work / "ca"
-            cadir.mkdir()
-            for cert in image.ca_certificates():
-                shutil.copyfile(cert, cadir / cert.name)
+            cadir = image.stage_ca_certificates(work)
             hook = work / "customize.sh"
             hook.write_text(hook_script())
             with locking.exclusive(layout.lock.with_name("keyring.lock")):

@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from lab import dists, roots, wheel
 from lab.dists import Dist
 from lab.paths import Layout
 from meinheld_build import build
+from tests.meinheld.harness import Gunicorn
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / "meinheld"
@@ -171,3 +172,19 @@ def pytest_report_header() -> list[str]:
         f"meinheld tier: python {sys.version.split()[0]} drives; each CPython runs in its distribution's root "
         f"({', '.join(f'{d.name} {d.python}' for d in dists.DISTS.values())})"
     ]
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path) -> Iterator[object]:
+    """Start servers for the test and kill them (and their workers) afterwards, whatever happened."""
+    servers: list[Gunicorn] = []
+
+    def start(stack: object, *options: str) -> Gunicorn:
+        server = Gunicorn(stack, tmp_path / f"gunicorn-{len(servers)}.log", *options)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

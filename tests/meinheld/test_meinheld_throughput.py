@@ -37,22 +37,6 @@ def patched(minors: tuple[str, ...] = MINORS) -> list[object]:
     return [pytest.param(("patched", m), id=f"patched-{m}") for m in minors]
 
 
-@pytest.fixture
-def gunicorn(tmp_path: Path) -> Iterator[object]:
-    """Start servers for the test and kill them (and their workers) afterwards, whatever happened."""
-    servers: list[Gunicorn] = []
-
-    def start(stack: object, *options: str) -> Gunicorn:
-        server = Gunicorn(stack, tmp_path / f"gunicorn-{len(servers)}.log", *options)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 class KeepAlive:
     """One HTTP/1.1 connection that sends request after request and reads each answer by its Content-Length."""
 

@@ -37,22 +37,6 @@ def targets(stock_why: str) -> list[object]:
     return [pytest.param(("patched", m), id=f"patched-{m}") for m in MINORS] + [_stock("3.11", stock_why)]
 
 
-@pytest.fixture
-def gunicorn(tmp_path: Path):
-    """Start servers for the test and kill them (and their workers) afterwards, whatever happened."""
-    servers: list[Gunicorn] = []
-
-    def start(stack: object, *options: str) -> Gunicorn:
-        server = Gunicorn(stack, tmp_path / f"gunicorn-{len(servers)}.log", *options)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 def pid_of_worker(server: Gunicorn) -> int:
     status, body = server.get("/pid")
     assert status == 200, body
