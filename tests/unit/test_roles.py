@@ -414,12 +414,26 @@ def test_every_variable_is_in_the_readme(role: str) -> None:
 
 
 def test_site_checks_every_role_before_the_first_change() -> None:
-    (play,) = yaml.safe_load((REPO / "playbooks" / "site.yml").read_text())
+    balancers, play = yaml.safe_load((REPO / "playbooks" / "site.yml").read_text())
+    assert balancers["hosts"] == "lb"
+    assert [r["role"] for r in balancers["roles"]] == ["balancer"]
     included = [t["ansible.builtin.include_role"] for t in play["pre_tasks"]]
     entries = [(role["name"], role["tasks_from"]) for role in included]
-    # The server role's facts (no change) come before the app role's check, which reads their apps root.
-    assert entries == [("interpreter", "assert"), ("server", "assert"), ("server", "facts"), ("app", "assert")]
+    # The server role's facts (no change) come before the app role's check, which reads their apps root; once every
+    # input is good, the batch leaves rotation at the balancers (its first change) and comes back after the roles.
+    assert entries == [
+        ("interpreter", "assert"),
+        ("server", "assert"),
+        ("server", "facts"),
+        ("app", "assert"),
+        ("balancer", "drain"),
+    ]
     assert [r["role"] for r in play["roles"]] == ["interpreter", "server", "app"]
+    post = [
+        (t["ansible.builtin.include_role"]["name"], t["ansible.builtin.include_role"]["tasks_from"])
+        for t in play["post_tasks"]
+    ]
+    assert post == [("balancer", "ready")]
 
 
 def test_socket_units_name_the_owner_of_a_socket_systemd_holds(listeners_module: ModuleType) -> None:
