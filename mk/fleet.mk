@@ -1,0 +1,46 @@
+# The fleet (lab/fleet.py, roles/balancer, tests/fleet): three web hosts and one HAProxy host as systemd containers on
+# one shared container tree (overlays), the balancer on http://127.0.0.1:8090/, rolling deploys under load through it.
+#   make fleet             bring the fleet up and converge it (site.yml, all web hosts at once: nothing serves yet)
+#   make test-fleet        code deploy, settings change (restart), release failing its health check on web2, under
+#                          load through the balancer; prints requests, failed requests, time per batch, scale table
+#   make test-fleet-deploy the zero-failure code deploy alone (the tier `make test` runs)
+#   make fleet-down        stop the fleet and remove its namespace
+# The Meinheld wheel is built once on the controller (lab wheel, as the reliability tier does) and shipped to every
+# web host; the fleet converges with forks, all hosts in parallel.
+
+APT_PACKAGES += systemd-container slirp4netns mmdebstrap iproute2 util-linux openssh-client curl
+FLEET := $(BIN)/python -m lab.fleet
+FLEET_INVENTORY := inventory/fleet-lab
+FLEET_URL := http://127.0.0.1:8090/
+FLEET_PYTEST := $(BIN)/pytest tests/fleet -p no:cacheprovider -s
+
+TEST_TIERS += test-fleet-deploy
+
+.PHONY: fleet fleet-up fleet-converge fleet-show fleet-down test-fleet test-fleet-deploy
+
+fleet: fleet-up fleet-converge fleet-show ## three web hosts + one HAProxy host (containers); prints the balancer's URL
+
+fleet-up: deps venv
+	@echo ">> [1/3] the fleet: lb1, web1, web2, web3 on overlays of the cached container tree"
+	$(FLEET) up >/dev/null
+
+fleet-converge: venv
+	@echo ">> [2/3] ansible-playbook -i $(FLEET_INVENTORY) playbooks/site.yml (balancer first, then every web host at once)"
+	wheel=$$($(LAB) wheel debian12 --path); test -n "$$wheel"; \
+	time $(BIN)/ansible-playbook -i $(FLEET_INVENTORY) playbooks/site.yml -e deploy_serial=100% \
+	  -e server_meinheld_source="$$wheel" -e interpreter_keep_build_deps=false
+
+fleet-show:
+	@echo ">> [3/3] $(FLEET_URL), six requests (X-Served-By names the web host that answered)"
+	@for i in 1 2 3 4 5 6; do curl -s -D - -o /tmp/fleet-body.$$$$ $(FLEET_URL) | tr -d '\r' | grep -i '^x-served-by' | tr '\n' ' '; \
+	  cat /tmp/fleet-body.$$$$; echo; done; rm -f /tmp/fleet-body.$$$$
+	@echo ">> try: curl -i $(FLEET_URL)   stop it: make fleet-down"
+
+fleet-down: venv ## stop the fleet's containers and remove its network namespace
+	$(FLEET) down
+
+test-fleet: deps venv ## rolling deploys through HAProxy under load: code, restart, a failing release; report + scale table
+	trap '$(FLEET) down >/dev/null' EXIT; $(MAKE) --no-print-directory fleet && $(FLEET_PYTEST)
+
+test-fleet-deploy: deps venv ## the zero-failure rolling code deploy through HAProxy (a fresh fleet, torn down after)
+	trap '$(FLEET) down >/dev/null' EXIT; $(MAKE) --no-print-directory fleet && $(FLEET_PYTEST) -k "test_1 or test_2"

@@ -1,0 +1,188 @@
+"""What the fleet tests drive: playbook runs timed batch by batch, load through the balancer, the balancer's view.
+
+Why a timestamp per output line: a rolling play prints its `PLAY [...]` header once per batch, so the time between two
+headers is the time one batch took (drain, deploy, health check, back in rotation), measured from outside, with no
+callback plugin to install. The scale-on-paper table is computed from those figures.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import math
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab import fleet, ssh
+from lab.paths import Layout
+from tests.conftest import REPO, load_module
+from tests.reliability.load import Load
+
+BIN = REPO / ".venv" / "bin"
+INVENTORY = REPO / "inventory" / "fleet-lab"
+EXAMPLE_APP = REPO / "roles" / "app" / "files" / "example_app"
+ROLLING = "batch by batch"
+HAPROXY = load_module(REPO / "plugins" / "modules" / "haproxy_server.py")
+MEMBERS = {m.name: m for m in fleet.MEMBERS}
+WEB = [m.name for m in fleet.MEMBERS if m.group == "web"]
+
+
+@dataclass
+class PlaybookRun:
+    """One ansible-playbook run: its exit status, its output lines with the second each arrived, its batches."""
+
+    rc: int
+    lines: list[tuple[float, str]]
+    seconds: float
+    batches: list[float] = field(default_factory=list)
+
+    @property
+    def output(self) -> str:
+        """The whole output, for assertions and failure messages."""
+        return "\n".join(line for _, line in self.lines)
+
+
+def batch_times(lines: list[tuple[float, str]]) -> list[float]:
+    """Seconds per batch of the rolling play: from each of its PLAY headers to the next header or the recap."""
+    marks = [(t, line) for t, line in lines if line.startswith("PLAY [") or line.startswith("PLAY RECAP")]
+    times = []
+    for (start, line), (end, _) in itertools.pairwise(marks):
+        if ROLLING in line:
+            times.append(round(end - start, 1))
+    return times
+
+
+def run_playbook(playbook: str, *args: str) -> PlaybookRun:
+    """ansible-playbook against the fleet inventory, output read line by line as it comes."""
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+    cmd = [str(BIN / "ansible-playbook"), "-i", str(INVENTORY), str(REPO / "playbooks" / playbook), *args]
+    started = time.monotonic()
+    lines: list[tuple[float, str]] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append((time.monotonic() - started, line.rstrip("\n")))
+        rc = proc.wait()
+    return PlaybookRun(rc, lines, round(time.monotonic() - started, 1), batch_times(lines))
+
+
+def vars_file(path: Path, **variables: object) -> str:
+    """Extra vars as a JSON file (app_list and friends), for `-e @FILE`."""
+    path.write_text(json.dumps(variables))
+    return f"@{path}"
+
+
+def release(target: Path, greeting: str, *, broken_on: str = "", migrate: str = "") -> Path:
+    """A copy of the example app answering `greeting` (HTTP 500 on the host named `broken_on`), with an
+    optional migrate.sh."""
+    target.mkdir(parents=True)
+    (target / "requirements.txt").write_text((EXAMPLE_APP / "requirements.txt").read_text())
+    (target / "main.py").write_text(
+        "import socket\n\nfrom flask import Flask\n\napp = Flask(__name__)\n\n\n"
+        '@app.route("/")\n'
+        "def hello():\n"
+        f"    if socket.gethostname() == {broken_on!r}:\n"
+        '        return "this release is broken on this host", 500\n'
+        f"    return {greeting!r}\n"
+    )
+    if migrate:
+        (target / "migrate.sh").write_text(migrate)
+    return target
+
+
+class FleetLoad(Load):
+    """The reliability suite's load (a new connection per request), recording which backend answered what."""
+
+    header = "X-Served-By"
+
+    def _one(self) -> tuple[int | None, str]:
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            connection.request("GET", self.path, headers={"Connection": "close"})
+            response = connection.getresponse()
+            body = response.read().decode(errors="replace")
+            return response.status, f"{response.getheader(self.header, '?')}: {body}"
+        except (OSError, http.client.HTTPException) as error:
+            return None, f"{type(error).__name__}: {error}"
+        finally:
+            connection.close()
+
+
+def ask(url: str) -> tuple[int, str, str]:
+    """One GET: status, the backend header, the body."""
+    load = FleetLoad(url)
+    status, text = load._one()
+    served_by, _, body = text.partition(": ")
+    return status or 0, served_by, body
+
+
+def on(host: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """Run a command on a fleet host over SSH (the lab's key and options)."""
+    return ssh.run(Layout.default().ssh_key, MEMBERS[host].ssh_port, list(argv))
+
+
+ADMIN_QUERY = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_UNIX)\n"
+    "s.connect('/run/haproxy/admin.sock')\n"
+    "s.sendall(sys.argv[1].encode() + b'\\n')\n"
+    "print(b''.join(iter(lambda: s.recv(65536), b'')).decode())\n"
+)
+
+
+def lb_server_state(server: str, backend: str = "web") -> str:
+    """ready, drain or maint: the balancer's administrative state of `server`, read from its admin socket."""
+    answer = on("lb1", "python3", "-c", ADMIN_QUERY, f"show servers state {backend}")
+    assert answer.returncode == 0, answer.stderr
+    return HAPROXY.admin_name(HAPROXY.parse_servers_state(answer.stdout, backend, server)["admin"])
+
+
+def serving(host: str) -> str:
+    """What a web host answers on its own port 80 (forwarded to loopback), bypassing the balancer."""
+    status, _, body = ask(f"http://127.0.0.1:{MEMBERS[host].http_port}/")
+    return f"{status} {body}"
+
+
+SCALE_HOSTS = (10, 100, 1000)
+SCALE_BATCHES = (("1 host", lambda n: 1), ("10%", lambda n: max(1, n // 10)), ("25%", lambda n: max(1, n // 4)))
+
+
+def scale_table(seconds_per_batch: float, forks: int) -> list[str]:
+    """Rolling-deploy time on paper for 10/100/1000 hosts at batch 1, 10% and 25%, from the measured batch time.
+
+    Model: a batch costs the measured time as long as its hosts fit in Ansible's forks (they run in parallel); a
+    batch of more hosts than forks runs in ceil(size / forks) waves. Balancer, network and controller CPU are assumed
+    not to be the bottleneck, which is what a real fleet must check.
+    """
+    rows = [f"rolling deploy on paper, {seconds_per_batch:.1f} s per batch measured, forks={forks}:"]
+    rows.append("  hosts | " + " | ".join(f"batch {name:>6}" for name, _ in SCALE_BATCHES))
+    for hosts in SCALE_HOSTS:
+        cells = []
+        for _, size_of in SCALE_BATCHES:
+            size = size_of(hosts)
+            total = math.ceil(hosts / size) * math.ceil(size / forks) * seconds_per_batch
+            cells.append(f"{_duration(total):>12}")
+        rows.append(f"  {hosts:>5} | " + " | ".join(cells))
+    return rows
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def forks() -> int:
+    """Ansible's forks as ansible.cfg sets them (5, Ansible's default, when unset)."""
+    found = re.search(r"^forks\s*=\s*(\d+)", (REPO / "ansible.cfg").read_text(), re.MULTILINE)
+    return int(found.group(1)) if found else 5

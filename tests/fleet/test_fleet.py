@@ -1,0 +1,103 @@
+"""Rolling deploys through a real HAProxy in front of three web hosts, under continuous load: zero failed requests.
+
+The tests run in order on one fleet and each starts from where the previous left it: the example app everywhere,
+then release 2 (a code deploy with a migration), then a settings change that restarts, then a release that fails its
+health check on the second host, then a release whose migration fails (nothing switches). The load is the
+reliability suite's: client threads, one new connection per request, every answer counted; a failed request is a
+refused or reset connection, a timeout or a status other than 2xx.
+"""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+from tests.fleet import harness
+from tests.fleet.conftest import Report
+
+CLIENTS = 4
+MIGRATION_LOG = "/tmp/fleet-migrations.log"
+MIGRATE = f'echo "$(hostname) $(basename "$APP_DIR")" >> {MIGRATION_LOG}\n'
+GREETING = "Hello World from Flask"
+
+
+def _app(path: Path, **env: str) -> dict[str, object]:
+    return {"name": "example", "path": str(path), "env": env}
+
+
+def _deploy(tmp_path: Path, report: Report, case: str, app: dict[str, object], note: str = "") -> harness.PlaybookRun:
+    """deploy.yml batch by batch (serial 1) under load through the balancer; records the case's figures."""
+    extra = harness.vars_file(tmp_path / "vars.json", app_list=[app])
+    with harness.FleetLoad(harness.fleet.LB_URL, clients=CLIENTS) as load:
+        run = harness.run_playbook("deploy.yml", "-e", extra)
+    outcome = load.outcome
+    served = collections.Counter(body for body in outcome.bodies.elements())
+    report.cases.append((case, outcome.sent, outcome.failed, run.batches, note))
+    print(f"{case}: {outcome.summary()}; answers {dict(served)}; batches {run.batches}")
+    return run
+
+
+def test_1_the_balancer_answers_from_every_web_host_in_turn() -> None:
+    answers = [harness.ask(harness.fleet.LB_URL) for _ in range(6)]
+    assert {status for status, _, _ in answers} == {200}, answers
+    assert all(body.startswith(GREETING) for _, _, body in answers), answers
+    assert {served_by for _, served_by, _ in answers} == set(harness.WEB), answers
+
+
+def test_2_a_code_deploy_rolls_with_zero_failed_requests_and_one_migration(tmp_path: Path, report: Report) -> None:
+    for host in harness.WEB:
+        harness.on(host, "rm", "-f", MIGRATION_LOG)
+    code = harness.release(tmp_path / "release2", f"{GREETING}, release 2", migrate=MIGRATE)
+    run = _deploy(tmp_path, report, "code deploy (reload)", _app(code), "migrate.sh ran once")
+    assert run.rc == 0, run.output[-3000:]
+    assert len(run.batches) == len(harness.WEB), run.batches
+    assert report.cases[-1][2] == 0, report.cases[-1]
+    for host in harness.WEB:
+        assert harness.serving(host) == f"200 {GREETING}, release 2"
+        assert harness.lb_server_state(host) == "ready"
+    migrations = {host: harness.on(host, "cat", MIGRATION_LOG).stdout.split("\n")[:-1] for host in harness.WEB}
+    ran = {host: lines for host, lines in migrations.items() if lines}
+    assert list(ran) == [harness.WEB[0]] and len(ran[harness.WEB[0]]) == 1, migrations
+
+
+def test_3_a_settings_change_restarts_host_by_host_with_zero_failed_requests(tmp_path: Path, report: Report) -> None:
+    code = harness.release(tmp_path / "release2", f"{GREETING}, release 2", migrate=MIGRATE)
+    run = _deploy(tmp_path, report, "settings change (restart)", _app(code, WORKERS_PER_CORE="1"))
+    assert run.rc == 0, run.output[-3000:]
+    assert run.output.count("gunicorn@example.service restarted") == len(harness.WEB), run.output[-3000:]
+    assert report.cases[-1][2] == 0, report.cases[-1]
+    for host in harness.WEB:
+        assert harness.lb_server_state(host) == "ready"
+
+
+def test_4_a_release_failing_its_health_check_on_the_second_host_stops_there(tmp_path: Path, report: Report) -> None:
+    first, second, third = harness.WEB
+    broken = harness.release(tmp_path / "release3", f"{GREETING}, release 3", broken_on=second)
+    run = _deploy(
+        tmp_path, report, "release failing on web2", _app(broken, WORKERS_PER_CORE="1"), "stopped at web2, rolled back"
+    )
+    assert run.rc != 0, run.output[-3000:]
+    assert len(run.batches) == 2, run.batches
+    assert "rolled back to" in run.output, run.output[-3000:]
+    assert report.cases[-1][2] == 0, report.cases[-1]
+    assert harness.serving(first) == f"200 {GREETING}, release 3"
+    assert harness.serving(second) == f"200 {GREETING}, release 2"
+    assert harness.serving(third) == f"200 {GREETING}, release 2"
+    assert [harness.lb_server_state(h) for h in harness.WEB] == ["ready", "drain", "ready"]
+    answers = [harness.ask(harness.fleet.LB_URL) for _ in range(6)]
+    assert {served_by for _, served_by, _ in answers} == {first, third}, answers
+
+
+def test_5_a_failing_migration_stops_the_deploy_before_any_host_switches(tmp_path: Path, report: Report) -> None:
+    before = {host: harness.serving(host) for host in harness.WEB}
+    failing = harness.release(
+        tmp_path / "release4", f"{GREETING}, release 4", migrate='echo "schema change refused" >&2\nexit 3\n'
+    )
+    run = _deploy(
+        tmp_path, report, "failing migration", _app(failing, WORKERS_PER_CORE="1"), "stopped before any switch"
+    )
+    assert run.rc != 0, run.output[-3000:]
+    assert "migrate.sh failed on web1" in run.output and "schema change refused" in run.output, run.output[-3000:]
+    assert len(run.batches) == 1, run.batches
+    assert report.cases[-1][2] == 0, report.cases[-1]
+    assert {host: harness.serving(host) for host in harness.WEB} == before
