@@ -3,7 +3,7 @@
 #   make fleet             bring the fleet up and converge it (site.yml, all web hosts at once: nothing serves yet)
 #   make test-fleet        code deploy, settings change (restart), release failing its health check on web2, under
 #                          load through the balancer; prints requests, failed requests, time per batch, scale table
-#   make test-fleet-deploy the zero-failure code deploy alone (the tier `make test` runs)
+#   make test-fleet-deploy the zero-failure code deploy alone (not in `make test`: see below)
 #   make fleet-down        stop the fleet and remove its namespace
 # The Meinheld wheel is built once on the controller (lab wheel, as the reliability tier does) and shipped to every
 # web host; the fleet converges with forks, all hosts in parallel.
@@ -14,7 +14,10 @@ FLEET_INVENTORY := inventory/fleet-lab
 FLEET_URL := http://127.0.0.1:8090/
 FLEET_PYTEST := $(BIN)/pytest tests/fleet -p no:cacheprovider -s
 
-TEST_TIERS += test-fleet-deploy
+# Not among make test's tiers: `make test` may grow by about 6 minutes and test-fleet-deploy measured 7 min 46 s from
+# a clean fleet under load average 12-19 (fleet up + converge 3 min 43 s, the rolling code deploy 3 min 39 s: 107164
+# requests, 0 failed, batches 76.6/69.5/67.8 s). It belongs to the host group (containers and loopback): add it with
+# `TEST_HOST_TIERS += test-fleet-deploy` once a quiet CI run shows the host group still ends in time. `make test-fleet` (every case): 13 min 4 s, 4 passed, under load 11-15.
 
 .PHONY: fleet fleet-up fleet-converge fleet-show fleet-down test-fleet test-fleet-deploy
 

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -58,14 +59,19 @@ def batch_times(lines: list[tuple[float, str]]) -> list[float]:
 
 
 def run_playbook(playbook: str, *args: str) -> PlaybookRun:
-    """ansible-playbook against the fleet inventory, output read line by line as it comes."""
+    """ansible-playbook against the fleet inventory, output read line by line as it comes.
+
+    FLEET_PLAYBOOK_ARGS adds arguments to every run: `-e balancer_hosts_group=none` rolls without draining at the
+    balancer, which is how to see these tests fail without the fix they hold in place.
+    """
     env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
     }
-    cmd = [str(BIN / "ansible-playbook"), "-i", str(INVENTORY), str(REPO / "playbooks" / playbook), *args]
+    extra = shlex.split(os.environ.get("FLEET_PLAYBOOK_ARGS", ""))
+    cmd = [str(BIN / "ansible-playbook"), "-i", str(INVENTORY), str(REPO / "playbooks" / playbook), *args, *extra]
     started = time.monotonic()
     lines: list[tuple[float, str]] = []
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:

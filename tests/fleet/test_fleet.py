@@ -32,7 +32,7 @@ def _deploy(tmp_path: Path, report: Report, case: str, app: dict[str, object], n
         run = harness.run_playbook("deploy.yml", "-e", extra)
     outcome = load.outcome
     served = collections.Counter(body for body in outcome.bodies.elements())
-    report.cases.append((case, outcome.sent, outcome.failed, run.batches, note))
+    report.cases.append((case, outcome.sent, outcome.failed, run.batches, note, run.rc == 0))
     print(f"{case}: {outcome.summary()}; answers {dict(served)}; batches {run.batches}")
     return run
 
