@@ -159,6 +159,21 @@ def serving(host: str) -> str:
     return f"{status} {body}"
 
 
+def serving_within(host: str, expected: str, seconds: float = 60.0) -> str:
+    """What `host` answers, polled until it is `expected` or `seconds` passed.
+
+    A rollback is a graceful reload: the previous release's workers start while the failed release's still answer,
+    and the app role does not wait for the switch, so right after a failed deploy a host may answer a moment longer
+    with the release that failed (measured: still so when the playbook had returned).
+    """
+    deadline = time.monotonic() + seconds
+    answer = serving(host)
+    while answer != expected and time.monotonic() < deadline:
+        time.sleep(1)
+        answer = serving(host)
+    return answer
+
+
 SCALE_HOSTS = (10, 100, 1000)
 SCALE_BATCHES = (("1 host", lambda n: 1), ("10%", lambda n: max(1, n // 10)), ("25%", lambda n: max(1, n // 4)))
 
