@@ -32,6 +32,22 @@ PATH_ENV = ("GUNICORN_CONF", "PRE_START_PATH")
 RELEASES_DIR = "releases"
 # Written into an app's directory when the suite makes it: what `state: absent` may remove, and what a new app may use.
 APP_MARKER = ".wsgiops-app"
+# An app's venvs live in <home>/venvs, one per distinct set of requirements (VENV_KEY_LENGTH hex digits of their
+# digest); <home>/venv names the serving one relatively (venvs/KEY), and the unit runs <home>/venv/bin/python.
+VENVS_DIR = "venvs"
+VENV_KEY_LENGTH = 16
+# Written into a venv when its build finished (by root, after the venv was handed back to root): a venv without it is
+# half built and is built again from scratch.
+VENV_COMPLETE = ".wsgiops-complete"
+# What each release records beside its code once it served healthily: its venv (a link into venvs/), its env file and
+# its socket drop-in. A rollback to the release restores all three; pruning keeps the venvs these links name.
+RELEASE_VENV = ".wsgiops-venv"
+RELEASE_ENV = ".wsgiops-env"
+RELEASE_LISTEN = ".wsgiops-listen.conf"
+# A restart or reload a run decided on, recorded in the app's directory before the change that needs it and removed
+# once done: a run stopped in between leaves it for the next run (PENDING_PREFIX + socket | restart | reload).
+PENDING_PREFIX = ".wsgiops-pending-"
+PENDING_STATES = {"socket": "restarted", "restart": "restarted", "reload": "reloaded"}
 # The runtime's rules: the server role installs this file on the host; the checks here import the same file.
 RUNTIME_CONF = Path(__file__).resolve().parents[2] / "roles" / "server" / "files" / "gunicorn_conf.py"
 
@@ -107,12 +123,51 @@ def app_dirs(name: str, apps_root: str) -> dict[str, str]:
         "home": home,
         "marker": posixpath.join(home, APP_MARKER),
         "link": posixpath.join(home, "app"),
+        "previous": posixpath.join(home, "previous"),
         "releases": posixpath.join(home, RELEASES_DIR),
         "repo": posixpath.join(home, "repo"),
         "venv": venv,
+        "venvs": posixpath.join(home, VENVS_DIR),
         "python": posixpath.join(venv, "bin", "python"),
-        "pip": posixpath.join(venv, "bin", "pip"),
     }
+
+
+def app_venv_key(parts: list[Any]) -> str:
+    """The name of the venv that a set of requirements builds: a digest of everything pip is given.
+
+    parts: the interpreter, the checksum of the server stack's requirements, the checksum of the release's
+    requirements.txt ('' when it has none), the pip requirement of a pip source ('' otherwise), the pip environment
+    (index, CA). Releases with the same parts share a venv, so a code-only deploy reloads the venv that serves; any
+    other change builds a new venv beside it and never touches the serving one.
+    """
+    text = json.dumps([_text(part) if part is not None else "" for part in parts])
+    return hashlib.sha256(text.encode()).hexdigest()[:VENV_KEY_LENGTH]
+
+
+def app_venv(app: Mapping[str, Any], key: str) -> dict[str, str]:
+    """Where the venv KEY of a normalised app lives, and what its release record and the `venv` link hold to name it."""
+    path = posixpath.join(app["dirs"]["venvs"], key)
+    return {
+        "key": key,
+        "path": path,
+        "python": posixpath.join(path, "bin", "python"),
+        "pip": posixpath.join(path, "bin", "pip"),
+        "complete": posixpath.join(path, VENV_COMPLETE),
+        # Relative, as the `app` link: from <home>/venv and from <home>/releases/RELEASE/.wsgiops-venv.
+        "link_target": posixpath.join(VENVS_DIR, key),
+        "record_target": posixpath.join("..", "..", VENVS_DIR, key),
+    }
+
+
+def app_venv_from_link(app: Mapping[str, Any], target: str | None) -> dict[str, str] | None:
+    """The venv a `venv` link or a release's venv record names (None: no link, or one that names no venv of ours)."""
+    if not target:
+        return None
+    parts = posixpath.normpath(target).split("/")
+    key = parts[-1]
+    if len(parts) < 2 or parts[-2] != VENVS_DIR or not re.fullmatch(r"[0-9a-z][0-9a-z-]*", key):
+        return None
+    return app_venv(app, key)
 
 
 def app_secret_env(apps: list[Mapping[str, Any]], name: str) -> dict[str, str]:
@@ -505,31 +560,164 @@ def app_stale_releases(find_results: list[Mapping[str, Any]], releases: Mapping[
     return sorted(stale)
 
 
+def app_venv_moving(link_results: list[Mapping[str, Any]], venvs: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """The apps whose `venv` link (a stat result per app) does not name the venv this run deploys.
+
+    That is a first deploy, a venv of a release before 1.1.0 (a directory, not a link), or another set of requirements.
+    """
+    return [
+        result["item"]["name"]
+        for result in link_results
+        if result["stat"].get("lnk_target") != venvs[result["item"]["name"]]["link_target"]
+    ]
+
+
 def app_plan(
     apps: list[Mapping[str, Any]], changed: Mapping[str, list[str]], stack: Mapping[str, Any]
 ) -> list[dict[str, str]]:
     """What each running app needs after this run's changes: one action, the strongest that covers them all.
 
-    changed: app names per kind of change ({started, socket, env, code}); stack: the server role's server_stack
-    (resocket_all, restart_all, reload_all: its unit or runtime files changed). A socket restart restarts the
-    instance too (the service Requires= it), a restart covers a reload, and an instance started for the first time
-    in this run already runs everything new. Returns [{name, unit, state, why}], in app order.
+    changed: app names per kind of change: started (its first start, in this run), socket (where it listens), env
+    (its settings), venv (its packages: a new venv, which the running master cannot load), code (its link moved), and
+    the restarts and reloads an earlier run recorded and did not do (pending_socket, pending_restart, pending_reload).
+    stack: the server role's server_stack (resocket_all, restart_all, reload_all: its unit or runtime files changed).
+    A socket restart restarts the instance too (the service Requires= it), a restart covers a reload, and an instance
+    started for the first time in this run already runs everything new. Returns [{name, unit, state, why, kind}], in
+    app order; kind names the record a stopped run leaves (PENDING_PREFIX + kind).
     """
+
+    def has(kind: str, name: str) -> bool:
+        return name in (changed.get(kind) or [])
+
     plan = []
     for app in apps:
         name = app["name"]
-        if name in changed.get("started", []):
+        if has("started", name):
             continue
-        if name in changed.get("socket", []) or stack.get("resocket_all"):
-            unit, state, why = "socket", "restarted", "where it listens changed"
-        elif name in changed.get("env", []) or stack.get("restart_all"):
-            unit, state, why = "service", "restarted", "its settings or the unit changed"
-        elif name in changed.get("code", []) or stack.get("reload_all"):
-            unit, state, why = "service", "reloaded", "its code, packages or the runtime files changed"
+        if has("socket", name) or has("pending_socket", name) or stack.get("resocket_all"):
+            kind, why = "socket", "where it listens changed"
+        elif has("env", name) or stack.get("restart_all"):
+            kind, why = "restart", "its settings or the unit changed"
+        elif has("venv", name):
+            kind, why = "restart", "its packages changed (a new venv)"
+        elif has("pending_restart", name):
+            kind, why = "restart", "an earlier run changed it and stopped before restarting"
+        elif has("code", name) or stack.get("reload_all"):
+            kind, why = "reload", "its code or the runtime files changed"
+        elif has("pending_reload", name):
+            kind, why = "reload", "an earlier run changed it and stopped before reloading"
         else:
             continue
-        plan.append({"name": name, "unit": f"gunicorn@{name}.{unit}", "state": state, "why": why})
+        unit = "socket" if kind == "socket" else "service"
+        plan.append(
+            {"name": name, "unit": f"gunicorn@{name}.{unit}", "state": PENDING_STATES[kind], "why": why, "kind": kind}
+        )
     return plan
+
+
+def app_pending(find_results: list[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """The restarts and reloads earlier runs recorded and did not do, from a find of PENDING_PREFIX* per app.
+
+    Returns {pending_socket: [names], pending_restart: [names], pending_reload: [names]}, app_plan's keys.
+    """
+    found: dict[str, list[str]] = {f"pending_{kind}": [] for kind in PENDING_STATES}
+    for result in find_results:
+        for entry in result.get("files") or []:
+            base = posixpath.basename(entry["path"])
+            kind = base.removeprefix(PENDING_PREFIX)
+            if base.startswith(PENDING_PREFIX) and kind in PENDING_STATES:
+                found[f"pending_{kind}"].append(result["item"]["name"])
+    return found
+
+
+def app_record_paths(app: Mapping[str, Any], release: str) -> dict[str, str]:
+    """Where RELEASE of a normalised app keeps its records: {venv, env, listen} (see RELEASE_VENV and friends)."""
+    where = app_release_path(app, release)
+    return {
+        "venv": posixpath.join(where, RELEASE_VENV),
+        "env": posixpath.join(where, RELEASE_ENV),
+        "listen": posixpath.join(where, RELEASE_LISTEN),
+    }
+
+
+def app_serving_unrecorded(
+    find_results: list[Mapping[str, Any]], link_results: list[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The serving releases that lack records (served before 1.1.0, or by a run stopped before it recorded them).
+
+    find_results: a find per app over its home and its `app` link (what layout.yml gathers); link_results: the stat
+    of each app's `app` link. Returns [{app, release, missing: [venv | env | listen], paths}]: what is recorded before
+    this run changes anything, so a failed health check and a rollback can go back to what serves now.
+    """
+    found = {
+        result["item"]["name"]: {posixpath.basename(entry["path"]) for entry in result.get("files") or []}
+        for result in find_results
+    }
+    names = {"venv": RELEASE_VENV, "env": RELEASE_ENV, "listen": RELEASE_LISTEN}
+    unrecorded = []
+    for result in link_results:
+        app, target = result["item"], result["stat"].get("lnk_target")
+        if not target or not target.startswith(RELEASES_DIR + "/"):
+            continue
+        release = posixpath.basename(target)
+        missing = [kind for kind, name in names.items() if name not in found.get(app["name"], set())]
+        if missing:
+            unrecorded.append(
+                {"app": app, "release": release, "missing": missing, "paths": app_record_paths(app, release)}
+            )
+    return unrecorded
+
+
+def app_pending_found(find_results: list[Mapping[str, Any]]) -> list[str]:
+    """The paths of the pending records a find of each app's home found (what a run removes once it applied them)."""
+    return sorted(
+        entry["path"]
+        for result in find_results
+        for entry in result.get("files") or []
+        if posixpath.basename(entry["path"]).removeprefix(PENDING_PREFIX) in PENDING_STATES
+        and posixpath.basename(entry["path"]).startswith(PENDING_PREFIX)
+    )
+
+
+def app_pending_path(app: Mapping[str, Any], kind: str) -> str:
+    """Where a normalised app's record of a pending KIND (socket, restart or reload) lives."""
+    if kind not in PENDING_STATES:
+        raise ValueError(f"no pending record of kind {kind!r}")
+    return posixpath.join(app["dirs"]["home"], PENDING_PREFIX + kind)
+
+
+def app_pending_paths(apps: list[Mapping[str, Any]]) -> list[str]:
+    """Every pending record the apps may have: what a run removes once it applied its plan."""
+    return [app_pending_path(app, kind) for app in apps for kind in PENDING_STATES]
+
+
+def app_pending_record(plan: list[Mapping[str, str]], apps: list[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The records to write before the changes of a plan: [{name, kind, path}], one per planned action."""
+    by_name = {app["name"]: app for app in apps}
+    return [
+        {"name": step["name"], "kind": step["kind"], "path": app_pending_path(by_name[step["name"]], step["kind"])}
+        for step in plan
+    ]
+
+
+def app_unused_venvs(listings: list[Mapping[str, Any]], venvs: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """The venv directories no kept release records and no app serves from: what pruning removes.
+
+    listings: per app (item), the lines of prune.yml's listing of its venvs ("venv KEY") and of its kept releases'
+    venv records ("record TARGET"); venvs: the venv each app serves from after this run (app_venvs).
+    """
+    unused = []
+    for result in listings:
+        app = result["item"]
+        built, used = set(), {venvs[app["name"]]["key"]} if app["name"] in venvs else set()
+        for line in (result.get("stdout") or "").splitlines():
+            kind, _, value = line.partition(" ")
+            if kind == "venv":
+                built.add(value)
+            elif kind == "record":
+                used.add(posixpath.basename(posixpath.normpath(value)))
+        unused += [app_venv(app, key)["path"] for key in sorted(built - used)]
+    return unused
 
 
 class FilterModule:
@@ -550,6 +738,18 @@ class FilterModule:
             "app_stale_releases": app_stale_releases,
             "app_units_to_stop": app_units_to_stop,
             "app_plan": app_plan,
+            "app_pending": app_pending,
+            "app_pending_paths": app_pending_paths,
+            "app_pending_path": app_pending_path,
+            "app_pending_found": app_pending_found,
+            "app_record_paths": app_record_paths,
+            "app_serving_unrecorded": app_serving_unrecorded,
+            "app_pending_record": app_pending_record,
+            "app_unused_venvs": app_unused_venvs,
+            "app_venv_key": app_venv_key,
+            "app_venv": app_venv,
+            "app_venv_from_link": app_venv_from_link,
+            "app_venv_moving": app_venv_moving,
             "app_dirs": app_dirs,
             "app_secret_env": app_secret_env,
             "app_redact": app_redact,

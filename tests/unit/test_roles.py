@@ -472,7 +472,8 @@ def _link(name: str, target: str | None) -> dict[str, object]:
         ("/srv", "repo", "/srv/web/repo"),
         ("/opt/apps/", "venv", "/opt/apps/web/venv"),
         ("/opt/apps", "python", "/opt/apps/web/venv/bin/python"),
-        ("/opt/apps", "pip", "/opt/apps/web/venv/bin/pip"),
+        ("/opt/apps", "venvs", "/opt/apps/web/venvs"),
+        ("/srv", "previous", "/srv/web/previous"),
     ],
 )
 def test_every_app_carries_its_directories(filters: ModuleType, apps_root: str, part: str, path: str) -> None:
