@@ -79,6 +79,12 @@ class Site:
         args: tuple[str, ...] = (),
     ) -> Converge:
         """Run the playbook against the host with these variables (``check``: --check; ``args``: more options)."""
+        argv = self.argv(extra_vars, playbook) + (["--check"] if check else []) + list(args)
+        result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=1800)
+        return Converge(result.returncode, result.stdout + result.stderr)
+
+    def argv(self, extra_vars: dict[str, Any] | None = None, playbook: str = "playbooks/site.yml") -> list[str]:
+        """The ansible-playbook command line that converges the host (for a test that runs it itself)."""
         variables = dict(extra_vars or {})
         # What the lab's group_vars give every lab host: the controller's extra CAs, so pip in a new venv reaches PyPI
         # through this network's TLS-intercepting proxy. Empty on a machine without extra CAs.
@@ -88,11 +94,7 @@ class Site:
         vars_file.write_text(json.dumps(variables))
         argv = [str(BIN / "ansible-playbook"), "-i", self.inventory, "-l", self.host_name, playbook]
         argv += ["-e", f"@{extra}"] if extra else []
-        argv += ["-e", f"@{vars_file}"]
-        argv += ["--check"] if check else []
-        argv += list(args)
-        result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=1800)
-        return Converge(result.returncode, result.stdout + result.stderr)
+        return [*argv, "-e", f"@{vars_file}"]
 
     def on_host(self, script: str, timeout: float) -> tuple[int, str] | None:
         """Run a shell script on the host through ``ansible -m raw``; (rc, stdout), or None if it did not answer.

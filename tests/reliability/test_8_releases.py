@@ -1,0 +1,208 @@
+"""Releases that are immutable: a venv per set of requirements, a refused release that changes nothing that serves, a
+rollback to a release's own code, packages and settings under load, and a run stopped between a change and its
+restart that the next run finishes.
+
+The tests run in order and leave the host serving the example app as site.yml's defaults deploy it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reliability.conftest import EXAMPLE, Report, app_list
+from tests.reliability.load import Load
+from tests.verify.conftest import APP, BIN, HELLO, REPO, App, Site
+
+DEPLOY = "playbooks/deploy.yml"
+ROLLBACK = "playbooks/rollback.yml"
+HOME = f"/srv/{APP}"
+# A requirement the reliability app does not need: its presence tells which venv serves.
+EXTRA_REQUIREMENT = "idna==3.10"
+
+
+def with_requirement(path: Path, line: str) -> Path:
+    """The release at ``path`` with one more line in its requirements.txt."""
+    requirements = path / "requirements.txt"
+    requirements.write_text(requirements.read_text() + line + "\n")
+    return path
+
+
+def serving_state(host: Any) -> dict[str, str]:
+    """What serves, to the byte: the links, the venv's packages, and a digest of every file of the venv and release."""
+    digest = "find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum"
+    return {
+        "app": host.check_output(f"readlink {HOME}/app"),
+        "venv": host.check_output(f"readlink {HOME}/venv"),
+        "freeze": host.check_output(f"{HOME}/venv/bin/python -m pip freeze --all"),
+        "venv files": host.check_output(f"cd -P {HOME}/venv && {digest}"),
+        "release files": host.check_output(f"cd -P {HOME}/app && {digest}"),
+    }
+
+
+def process_env(host: Any, pid: int) -> dict[str, str]:
+    """The environment the process PID runs with (what the service really got, not what its env file says now)."""
+    raw = host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ")
+    return dict(line.split("=", 1) for line in raw.splitlines() if "=" in line)
+
+
+def test_a_requirements_change_builds_a_new_venv_and_restarts_under_load(
+    site: Site, app: App, host: Any, url: str, release: Callable[..., Path], report: Report
+) -> None:
+    assert site.converge(app_list(release("r1"), LOG_LEVEL="warning"), DEPLOY).rc == 0
+    assert app.wait_serving(text=f"{HELLO} r1") == (200, f"{HELLO} r1")
+    before, master = serving_state(host), app.main_pid
+    with Load(url) as load:
+        result = site.converge(
+            app_list(with_requirement(release("r2"), EXTRA_REQUIREMENT), LOG_LEVEL="warning"), DEPLOY
+        )
+    report.load.append(("requirements change r1 -> r2 (new venv, restart)", load.outcome.sent, load.outcome.failed))
+    assert result.rc == 0, result.output[-3000:]
+    assert load.outcome.failed == 0, load.outcome.summary()
+    assert app.wait_serving(text=f"{HELLO} r2") == (200, f"{HELLO} r2")
+    after = serving_state(host)
+    assert after["venv"] != before["venv"], "a new set of requirements gets a venv of its own"
+    assert EXTRA_REQUIREMENT in after["freeze"] and EXTRA_REQUIREMENT not in before["freeze"]
+    assert app.main_pid != master, "a new venv restarts the instance: a running master cannot load new packages"
+    assert host.file(f"{HOME}/{before['venv']}/bin/python").exists, "the previous release's venv stays for a rollback"
+
+
+def test_a_refused_release_leaves_what_serves_byte_for_byte(
+    site: Site, app: App, host: Any, release: Callable[..., Path], report: Report
+) -> None:
+    before, master = serving_state(host), app.main_pid
+    broken = with_requirement(
+        release("r3", main="raise RuntimeError('release r3 is broken on purpose')\n"), "six==1.17.0"
+    )
+    result = site.converge(app_list(broken, LOG_LEVEL="info"), DEPLOY)
+    after = serving_state(host)
+    report.faults.append(
+        ("refused release with new requirements", result.rc != 0 and after == before, "serving venv, release unchanged")
+    )
+    assert result.rc != 0
+    assert "release r3 is broken on purpose" in result.output, result.output[-3000:]
+    assert after == before, "pip freeze, links and every file of the serving venv and release are as they were"
+    assert app.main_pid == master
+    assert app.env()["LOG_LEVEL"] == "warning", "the refused release's settings were not written"
+
+
+def test_rollback_restores_code_packages_and_settings_under_load(
+    site: Site, app: App, host: Any, url: str, release: Callable[..., Path], report: Report
+) -> None:
+    assert app.get() == (200, f"{HELLO} r2")
+    # The inventory's app list, as for a deploy (the rollback takes the releases on the host, not these paths).
+    apps = app_list(release("r2"), LOG_LEVEL="warning")
+    with Load(url) as load:
+        result = site.converge(apps, ROLLBACK)
+    report.load.append(("rollback r2 -> r1 (venv, code, settings)", load.outcome.sent, load.outcome.failed))
+    assert result.rc == 0, result.output[-3000:]
+    assert load.outcome.failed == 0, load.outcome.summary()
+    assert app.wait_serving(text=f"{HELLO} r1") == (200, f"{HELLO} r1")
+    after = serving_state(host)
+    assert EXTRA_REQUIREMENT not in after["freeze"], "r1's own venv serves again"
+    assert app.env()["LOG_LEVEL"] == "warning"
+    again = site.converge(apps, ROLLBACK)
+    assert again.rc == 0, again.output[-3000:]
+    assert app.wait_serving(text=f"{HELLO} r2") == (200, f"{HELLO} r2"), "a second rollback goes back to r2"
+    assert EXTRA_REQUIREMENT in serving_state(host)["freeze"]
+
+
+def test_a_rollback_to_a_release_that_never_served_changes_nothing(
+    site: Site, host: Any, release: Callable[..., Path]
+) -> None:
+    before = serving_state(host)
+    result = site.converge({**app_list(release("r2")), "app_rollback_release": "local-000000000000"}, ROLLBACK)
+    assert result.rc != 0
+    assert "app_rollback_release=local-000000000000" in result.output, result.output[-3000:]
+    assert serving_state(host) == before
+
+
+CONTROL_DIR = tempfile.mkdtemp(prefix="ssh-")  # short: a unix socket path has at most 107 bytes
+
+
+class Watcher:
+    """A fast shell on the host (one SSH master connection): the test must act within the seconds between two tasks."""
+
+    def __init__(self, site: Site) -> None:
+        hostvars = json.loads(
+            subprocess.run(
+                [str(BIN / "ansible-inventory"), "-i", site.inventory, "--host", site.host_name],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        self.argv = ["ssh", "-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", f"ControlPath={CONTROL_DIR}/%C"]
+        self.argv += ["-o", "ControlPersist=120", "-p", str(hostvars.get("ansible_port", 22))]
+        if "ansible_ssh_private_key_file" in hostvars:
+            self.argv += ["-i", hostvars["ansible_ssh_private_key_file"]]
+        self.argv += hostvars.get("ansible_ssh_common_args", "").split()
+        self.argv += [f"{hostvars.get('ansible_user', 'root')}@{hostvars.get('ansible_host', site.host_name)}"]
+
+    def run(self, command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.argv, command], capture_output=True, text=True, check=False, timeout=60)
+
+
+@pytest.mark.parametrize("change", ["env", "code"])
+def test_a_run_killed_between_a_change_and_its_restart_is_finished_by_the_next(
+    site: Site, app: App, host: Any, release: Callable[..., Path], report: Report, tmp_path: Path, change: str
+) -> None:
+    """Kill ansible-playbook once the change is on the host and before the instance restarted (or reloaded)."""
+    watcher = Watcher(site)
+    assert watcher.run("true").returncode == 0
+    master = app.main_pid
+    if change == "env":
+        variables = app_list(release("r2"), LOG_LEVEL="error")
+        changed = f"grep -q '^LOG_LEVEL=.error' /etc/gunicorn/{APP}.env"
+    else:
+        variables = app_list(release("r4"), LOG_LEVEL="error")
+        changed = f"grep -qx r4 {HOME}/app/version.txt"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    run = subprocess.Popen(site.argv(variables, DEPLOY), cwd=REPO, start_new_session=True, **quiet)
+    try:
+        deadline = time.monotonic() + 900
+        while watcher.run(changed).returncode != 0:
+            assert run.poll() is None, "the run ended before the change was seen"
+            assert time.monotonic() < deadline
+        os.killpg(run.pid, signal.SIGKILL)
+    finally:
+        run.wait(timeout=60)
+    time.sleep(3)  # a reload or restart the run had already asked for shows by now
+    if change == "env":
+        killed_in_window = app.main_pid == master and process_env(host, master).get("LOG_LEVEL") != "error"
+    else:
+        killed_in_window = app.get() == (200, f"{HELLO} r2")
+    assert killed_in_window, "the run got past the restart before it was killed: nothing to prove"
+    assert host.file(f"{HOME}/.wsgiops-pending-{'restart' if change == 'env' else 'reload'}").exists
+    rerun = site.converge(variables, DEPLOY)
+    assert rerun.rc == 0, rerun.output[-3000:]
+    if change == "env":
+        assert app.main_pid != master, "the rerun restarted what the killed run changed"
+        assert process_env(host, app.main_pid).get("LOG_LEVEL") == "error"
+    else:
+        assert app.main_pid == master, "a code change reloads"
+        assert app.wait_serving(text=f"{HELLO} r4") == (200, f"{HELLO} r4"), "the rerun reloaded onto the new code"
+    third = site.converge(variables, DEPLOY)
+    report.faults.append(
+        (
+            f"a run killed between its {change} change and the {'restart' if change == 'env' else 'reload'}",
+            third.rc == 0 and third.changed == 0,
+            f"rerun applied it; the run after reported changed={third.changed}",
+        )
+    )
+    assert third.rc == 0 and third.changed == 0, third.output[-3000:]
+
+
+def test_back_to_the_example(site: Site, app: App) -> None:
+    result = site.converge({"app_list": [EXAMPLE]})
+    assert result.rc == 0, result.output[-3000:]
+    assert app.wait_serving() == (200, HELLO)
