@@ -92,7 +92,10 @@ def ensure(name: str, cache: Path = paths.CACHE) -> Path:
         return python
     print(f"bench: building the {name} venv in {venv}", file=sys.stderr, flush=True)
     subprocess.run([str(base_python()), "-m", "venv", "--clear", str(venv)], check=True)
-    _pip(python, *(arg for path in files for arg in ("-r", str(path))))
+    # The server stack's lock carries hashes, which turn on pip's hash checking for every requirement of a run: it is
+    # installed on its own, as the app role does, and the unhashed pins after it.
+    _pip(python, "--require-hashes", "-r", str(paths.SERVER_REQUIREMENTS))
+    _pip(python, *(arg for path in files if path != paths.SERVER_REQUIREMENTS for arg in ("-r", str(path))))
     meinheld = "none"
     if name == "suite":
         wheel = _meinheld_wheel(venv.with_name(venv.name + "-wheel"))

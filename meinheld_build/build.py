@@ -40,6 +40,9 @@ SDIST_SHA256 = "008c76937ac2117cc69e032dc69cea9f85fc605de9bac1417f447c41c16a56d6
 GREENLET_REQUIREMENT = "greenlet>=3"
 HERE = Path(__file__).resolve().parent
 PATCH_DIR = HERE / "patches"
+# The build env's setuptools and wheel, pinned with the sha256 of each of their files on PyPI: the build runs their code
+# as root on a target host, so a swapped file on the index must fail the install, not run.
+BUILD_REQUIREMENTS = HERE / "build-requirements.txt"
 # GCC 14 (Debian 13) turns these into errors by default; making them errors on older compilers too keeps a build that
 # passes here from failing on a newer target. CPPFLAGS, because setuptools appends it (CFLAGS would replace the
 # interpreter's own flags, NDEBUG and -O3 included).
@@ -396,6 +399,42 @@ def prepare_source(workdir: Path, sdist: Path, patches: list[Path]) -> tuple[Pat
     return src, version
 
 
+def requirement_lines(text: str) -> list[str]:
+    """The logical lines of a requirements file: continuations joined, comments and blank lines dropped."""
+    joined = re.sub(r"\\\n", " ", text)
+    lines = (re.sub(r"(^|\s)#.*$", "", line).strip() for line in joined.splitlines())
+    return [" ".join(line.split()) for line in lines if line]
+
+
+def pinned_requirement(text: str, name: str) -> str | None:
+    """The line of requirements `text` that pins `name` (``name==VERSION`` with its options), or None."""
+    for line in requirement_lines(text):
+        match = re.match(r"([A-Za-z0-9._-]+)\s*==\s*([^\s;]+)", line)
+        if match and re.sub(r"[-_.]+", "-", match.group(1)).lower() == name:
+            return line
+    return None
+
+
+def build_env_plan(
+    constraint: Path | None, build_requirements: Path = BUILD_REQUIREMENTS
+) -> tuple[list[str], list[str]]:
+    """What fills the build env: the lines of one hash-checked requirements file, and a second, unhashed install.
+
+    setuptools and wheel always come hash-checked. With a stack lock (the server role's requirements.txt: greenlet
+    pinned with its hashes) greenlet joins them and there is no second install; a constraint without hashes pins it in
+    the second install, and no constraint takes any greenlet>=3 there.
+    """
+    lines = requirement_lines(build_requirements.read_text())
+    greenlet = pinned_requirement(constraint.read_text(), "greenlet") if constraint else None
+    if greenlet is not None:
+        major = re.match(r"[^=]+==\s*([0-9]+)", greenlet)
+        if major is None or int(major.group(1)) < 3:
+            raise BuildError(f"{constraint}: {greenlet.split()[0]} does not satisfy {GREENLET_REQUIREMENT}")
+        if "--hash=" in greenlet:
+            return [*lines, greenlet], []
+    return lines, [GREENLET_REQUIREMENT, *(["-c", str(constraint)] if constraint else [])]
+
+
 def build_wheel(
     python: str,
     out_dir: Path,
@@ -419,8 +458,12 @@ def build_wheel(
         _run([python, "-m", "venv", str(venv)], build_log)
         vpython = str(venv / "bin" / "python")
         pip = [vpython, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-        constraint_args = ["-c", str(constraint)] if constraint else []
-        _run([*pip, "install", "setuptools", "wheel", GREENLET_REQUIREMENT, *constraint_args], build_log)
+        hashed, unhashed = build_env_plan(constraint)
+        requirements = workdir / "build-env-requirements.txt"
+        requirements.write_text("".join(f"{line}\n" for line in hashed))
+        _run([*pip, "install", "--require-hashes", "-r", str(requirements)], build_log)
+        if unhashed:
+            _run([*pip, "install", *unhashed], build_log)
         env = dict(os.environ)
         env["CPPFLAGS"] = f"{env.get('CPPFLAGS', '')} {STRICT_CPPFLAGS}".strip()
         dist = workdir / "dist"
@@ -446,7 +489,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable, help="interpreter to build for (default: this one)")
     parser.add_argument("--sdist", type=Path, help=f"a local {SDIST_NAME} to use instead of downloading (verified)")
     parser.add_argument("--download-dir", type=Path, help="keep the verified download here and reuse it")
-    parser.add_argument("--constraint", type=Path, help="pip constraints for the build env (pins greenlet's version)")
+    parser.add_argument(
+        "--constraint", type=Path, help="the stack's pins for the build env (greenlet's version, and hashes if any)"
+    )
     parser.add_argument("--print-version", action="store_true", help="print the version the build would have; exit")
     args = parser.parse_args(argv)
     try:

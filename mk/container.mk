@@ -13,3 +13,12 @@ container-rootfs: venv ## build (or reuse) the cached Debian 12 container tree u
 
 test-container: deps venv ## molecule scenario `container`: site.yml on a Debian 12 systemd container, idempotence, tests/verify
 	$(BIN)/molecule test -s container
+
+# The host lock (roles/server entry points lock/unlock): two runs against one container, a killed run, a stale and a
+# broken lock; short runs of the entry points, not a converge. 29-33 s with the container tree cached.
+TEST_HOST_TIERS += test-lock
+
+.PHONY: test-lock
+
+test-lock: deps venv ## the host lock on a systemd container: a second run refused, dead and stale locks taken over
+	$(BIN)/pytest tests/lock -p no:cacheprovider

@@ -208,6 +208,7 @@ def build() -> int:
         "qemu_cpu_model": "host" if accelerator == "kvm" else "max",
         "qemu_serial_log": work / "serial.log",
         "manifest_path": work / "manifest.json",
+        "ansible_known_hosts_file": work / "known_hosts",
         **meinheld_vars(choice),
     }
     started = time.monotonic()

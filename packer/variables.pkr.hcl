@@ -173,6 +173,16 @@ variable "ansible_extra_arguments" {
   default     = []
 }
 
+variable "ansible_known_hosts_file" {
+  type        = string
+  description = <<-EOT
+    The known_hosts file of this build's Ansible connections: the machine's host key is recorded at the first
+    connection and checked at every later one. Its directory must exist. Empty: packer-known-hosts-TIMESTAMP in the
+    working directory, new for each build. `make image` puts it in the build's work directory.
+  EOT
+  default     = ""
+}
+
 variable "manifest_path" {
   type        = string
   description = "Where the manifest post-processor records each build's artifact (AMI id per region, or the qcow2)."

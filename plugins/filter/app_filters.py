@@ -16,6 +16,7 @@ import json
 import os
 import posixpath
 import re
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -192,6 +193,46 @@ def app_redact(text: str, apps: list[Mapping[str, Any]]) -> str:
     return text
 
 
+def _fingerprint(key: Any) -> str:
+    """A fingerprint as git prints it: upper-case hex without spaces."""
+    return "".join(str(key).split()).upper()
+
+
+def app_repo_public(url: Any) -> str:
+    """The repository URL without credentials: https://user:token@host/x.git -> https://host/x.git.
+
+    git stores the URL a clone was made from in .git/config, in the app's directory; with the credentials in it, the
+    app's own user (and anything reading the clone) could read the token. Only http(s) URLs carry a password there;
+    an ssh or scp-like URL (git@host:org/x.git) names a user, no secret, and stays as it is.
+    """
+    text = str(url)
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https") or "@" not in parts.netloc:
+        return text
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def app_git_environment(apps: list[Mapping[str, Any]], name: str) -> dict[str, str]:
+    """For a no_log git task of the app NAME: git's environment that gives it the credentials of the repo URL.
+
+    The clone is made from the public URL (app_repo_public, what .git/config keeps); this environment tells git, for
+    this run only, to fetch that URL through the one with credentials (url.<with credentials>.insteadOf = <public>,
+    as GIT_CONFIG_COUNT/KEY/VALUE, git >= 2.31). Looked up from the operator's app_list, like secret_env, so the
+    token never enters a loop item or a fact. Empty when the URL has no credentials.
+    """
+    for app in apps or []:
+        if isinstance(app, Mapping) and app.get("name") == name and app.get("repo"):
+            repo = str(app["repo"])
+            public = app_repo_public(repo)
+            if public != repo:
+                return {
+                    "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": f"url.{repo}.insteadOf",
+                    "GIT_CONFIG_VALUE_0": public,
+                }
+    return {}
+
+
 def app_normalize(apps: list[Mapping[str, Any]], base_dir: str, apps_root: str) -> list[dict[str, Any]]:
     """Fill every optional field, so tasks and templates never need a default() of their own.
 
@@ -211,7 +252,14 @@ def app_normalize(apps: list[Mapping[str, Any]], base_dir: str, apps_root: str) 
             "source": app.get("source") or ("local" if path else "git" if app.get("repo") else "pip"),
             "path": os.path.normpath(os.path.join(base_dir, path)) if path else None,
             "repo": app.get("repo"),
+            # What the clone may store and logs may show: the URL without its credentials (app_git_environment gives
+            # them to git at run time only).
+            "repo_public": app_repo_public(app["repo"]) if app.get("repo") else None,
             "version": app.get("version") or "HEAD",
+            # ansible.builtin.git's verify_commit and gpg_whitelist: the fetched commit (or the tag `version` names)
+            # must carry a good signature, by one of these keys when the list is not empty.
+            "verify_commit": app.get("verify_commit") is True,
+            "gpg_whitelist": [_fingerprint(key) for key in app.get("gpg_whitelist") or []],
             "requirement": app.get("requirement"),
             "port": app.get("port"),
             "env": env,
@@ -297,6 +345,8 @@ def _listen_errors(where: str, app: Mapping[str, Any]) -> list[str]:
 
 
 # What the health check may fetch: a path on the host itself, no scheme, host or whitespace.
+# An OpenPGP fingerprint as git prints it (VALIDSIG): v4 keys have 40 hex digits, v5 keys 64.
+GPG_FINGERPRINT_RE = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 HEALTH_PATH_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*")
 
 
@@ -309,7 +359,26 @@ def _field_errors(where: str, app: Mapping[str, Any]) -> list[str]:
     version = app.get("version")
     if version is not None and str(version).startswith("-"):
         errors.append(f"{where}.version={version!r} is invalid: expected a branch, tag or commit")
+    errors += _signature_errors(where, app)
     return errors
+
+
+def _signature_errors(where: str, app: Mapping[str, Any]) -> list[str]:
+    """verify_commit and gpg_whitelist: booleans and fingerprints, and only for a git source."""
+    verify = app.get("verify_commit")
+    whitelist = app.get("gpg_whitelist")
+    source = app.get("source") or ("local" if app.get("path") else "git" if app.get("repo") else "pip")
+    if verify is not None and not isinstance(verify, bool):
+        return [f"{where}.verify_commit={verify!r} is invalid: expected true or false"]
+    if whitelist is not None and (
+        not isinstance(whitelist, list) or not all(GPG_FINGERPRINT_RE.fullmatch(_fingerprint(k)) for k in whitelist)
+    ):
+        return [f"{where}.gpg_whitelist={whitelist!r} is invalid: expected a list of full key fingerprints (40 hex)"]
+    if (verify or whitelist) and source != "git":
+        return [f"{where}.verify_commit/gpg_whitelist is invalid for a {source} source: only git commits are signed"]
+    if whitelist and not verify:
+        return [f"{where}.gpg_whitelist is given but verify_commit is not true: nothing would check the signature"]
+    return []
 
 
 def _source_errors(where: str, app: Mapping[str, Any], base_dir: str) -> list[str]:
@@ -752,5 +821,7 @@ class FilterModule:
             "app_venv_moving": app_venv_moving,
             "app_dirs": app_dirs,
             "app_secret_env": app_secret_env,
+            "app_repo_public": app_repo_public,
+            "app_git_environment": app_git_environment,
             "app_redact": app_redact,
         }

@@ -6,7 +6,8 @@ hold is the image's promise: the service starts enabled, answers through the for
 and the secret its seed wrote into /etc/gunicorn/example.env.d/ (WORKERS_PER_CORE=1 on 1 vCPU: 1 worker;
 WORKERS_PER_CORE=1.5 on 2 vCPUs: 3), which proves both the sizing at boot and the settings at boot, and keeps the
 secret out of `systemctl show` and away from other users. The image file itself is unchanged. And each instance is an
-individual: its own SSH host keys and machine-id.
+individual: its own SSH host keys and machine-id. And it keeps nothing of the build machine's trust: the lab's CA
+certificates and pip config, which the build used to reach PyPI, are gone.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from lab import image as lab_image
 from tests.conftest import REPO
 from tests.image.boot import BuiltImage, Instance, boot
 
@@ -59,6 +62,19 @@ def expected_workers(cpus: int) -> int:
     return max(1, int(cpus * float(SEEDS[cpus]["WORKERS_PER_CORE"])))
 
 
+def ca_markers() -> list[str]:
+    """One base64 line from the middle of each of this machine's extra CA certificates (what the lab's base image
+    trusts): found in the guest's bundle, it would mean the image still trusts a CA of the machine that built it."""
+    markers = []
+    for cert in lab_image.ca_certificates():
+        body = [line for line in cert.read_text().splitlines() if line.strip() and not line.startswith("-----")]
+        if len(body) > 2:
+            markers.append(body[len(body) // 2])
+    return markers or ["no extra CA on this machine"]
+
+
+CA_GREP = " ".join(f"-e {shlex.quote(marker)}" for marker in ca_markers())
+
 # One SSH round trip that reads everything the tests compare (guest Python is slow under TCG; SSH is not).
 FACTS_SCRIPT = f"""
 pid=$(systemctl show -p MainPID --value {UNIT})
@@ -80,7 +96,9 @@ printf '%s\\n' \\
   "secret_in_show=$(systemctl show {UNIT} | grep -c SECRET)" \\
   "secret_file=$(stat -c '%U:%G %a' "$secrets")" \\
   "nobody_reads=$(runuser -u nobody -- cat "$secrets" >/dev/null 2>&1 && echo yes || echo no)" \\
-  "cloud_init=$(cloud-init status 2>/dev/null | awk '{{print $2}}')"
+  "cloud_init=$(cloud-init status 2>/dev/null | awk '{{print $2}}')" \\
+  "lab_trust=$(ls -d /usr/local/share/ca-certificates/lab /etc/pip.conf 2>/dev/null | tr '\\n' ' ')" \\
+  "lab_ca_in_bundle=$(grep -c -F {CA_GREP} /etc/ssl/certs/ca-certificates.crt)"
 """
 
 
@@ -221,3 +239,11 @@ def test_instances_have_their_own_ssh_host_keys(instances: dict) -> None:
     keys = [set(instances[c]["facts"]["host_keys"].split()) for c in CPU_COUNTS]
     assert all(keys), keys
     assert not keys[0] & keys[1]
+
+
+@pytest.mark.parametrize("cpus", CPU_COUNTS)
+def test_the_image_keeps_none_of_the_build_machines_trust(instances: dict, cpus: int) -> None:
+    """The lab's CA certificates, the bundle entries made from them and /etc/pip.conf: used by the build, not kept."""
+    facts = instances[cpus]["facts"]
+    assert facts["lab_trust"].split() == []
+    assert facts["lab_ca_in_bundle"] == "0"

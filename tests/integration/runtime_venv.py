@@ -35,6 +35,8 @@ def runtime_python() -> Path:
     if not (venv / ".complete").exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
         pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        subprocess.run([*pip, "-r", str(SERVER_REQUIREMENTS), "-r", str(APP_REQUIREMENTS), str(wheel)], check=True)
+        # As the app role does: the stack's lock hash-checked on its own, then the app's unhashed requirements.
+        subprocess.run([*pip, "--require-hashes", "-r", str(SERVER_REQUIREMENTS)], check=True)
+        subprocess.run([*pip, "-r", str(APP_REQUIREMENTS), str(wheel)], check=True)
         (venv / ".complete").touch()
     return python

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -117,3 +120,101 @@ def test_the_lab_wheel_becomes_the_meinheld_wheel_variable(local, tmp_path: Path
     monkeypatch.chdir(tmp_path)
     choice = local.wheel.WheelChoice("debian12", Path(whl.name) if built else None, built, "", "reason")
     assert local.meinheld_vars(choice) == ({"meinheld_wheel": whl} if built else {})
+
+
+# --- supply chain and trust (security review: findings 9d, 9f, 10a) -------------------------------------------------
+
+
+def test_every_plugin_is_pinned_to_its_major_version() -> None:
+    text = (TEMPLATES / "plugins.pkr.hcl").read_text()
+    versions = re.findall(r'^\s*version\s*=\s*"([^"]*)"', text, re.M)
+    assert len(versions) == 3
+    assert all(re.fullmatch(r"~> [1-9][0-9]*\.[0-9]+(\.[0-9]+)?", v) for v in versions), versions
+
+
+def test_the_ansible_provisioner_keeps_host_key_checking_on() -> None:
+    build = (TEMPLATES / "build.pkr.hcl").read_text()
+    assert '"ANSIBLE_HOST_KEY_CHECKING=True"' in build
+    assert "StrictHostKeyChecking=accept-new -o UserKnownHostsFile=${local.known_hosts}" in build
+    assert "HOST_KEY_CHECKING=False" not in build and "StrictHostKeyChecking=no" not in build
+
+
+def test_the_local_build_gives_ansible_a_known_hosts_file_of_its_own() -> None:
+    assert '"ansible_known_hosts_file": work / "known_hosts"' in (TEMPLATES / "local.py").read_text()
+
+
+def test_the_qemu_build_forgets_the_lab_trust_last() -> None:
+    build = (TEMPLATES / "build.pkr.hcl").read_text()
+    ansible, shell = build.index('provisioner "ansible"'), build.index('provisioner "shell"')
+    assert ansible < shell
+    block = build[shell : build.index("\n  }", shell)]
+    assert 'only   = ["qemu.debian12"]' in block
+    assert "packer/scripts/forget-lab-trust.sh" in block
+
+
+FORGET = TEMPLATES / "scripts" / "forget-lab-trust.sh"
+needs_ca_tools = pytest.mark.skipif(
+    not (shutil.which("update-ca-certificates") and shutil.which("openssl")), reason="ca-certificates/openssl missing"
+)
+
+
+def _ca(path: Path, name: str, key: Path) -> str:
+    """A throw-away self-signed CA certificate at ``path``; one line of its body, to look for in a bundle."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+         "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(path)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return [line for line in path.read_text().splitlines() if not line.startswith("-----")][1]
+
+
+def _lab_tree(tmp_path: Path) -> tuple[Path, dict[str, str], str, str]:
+    """A root tree as the lab's recipe leaves it (lab/image.py ca_trust_script): a CA of the build machine in
+    /usr/local/share/ca-certificates/lab, the bundle rebuilt with it, /etc/pip.conf; and one CA of the distribution.
+    (root, the script's environment, a line of the lab CA, a line of the distribution's CA)."""
+    root = tmp_path / "root"
+    lab_line = _ca(root / "usr/local/share/ca-certificates/lab/build-ca.crt", "build machine CA", tmp_path / "k1")
+    system_line = _ca(tmp_path / "share/system/system-ca.crt", "distribution CA", tmp_path / "k2")
+    (root / "etc/ssl/certs").mkdir(parents=True)
+    (root / "etc/ca-certificates/update.d").mkdir(parents=True)
+    (root / "etc/ca-certificates.conf").write_text("system/system-ca.crt\n")
+    (root / "etc/pip.conf").write_text("[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
+    update = (
+        f"update-ca-certificates --fresh --certsconf {root}/etc/ca-certificates.conf --certsdir {tmp_path}/share "
+        f"--localcertsdir {root}/usr/local/share/ca-certificates --etccertsdir {root}/etc/ssl/certs "
+        f"--hooksdir {root}/etc/ca-certificates/update.d"
+    )
+    subprocess.run(update.split(), check=True, capture_output=True)
+    bundle = (root / "etc/ssl/certs/ca-certificates.crt").read_text()
+    assert lab_line in bundle and system_line in bundle
+    return root, {**os.environ, "ROOT": str(root), "UPDATE_CA": update}, lab_line, system_line
+
+
+@needs_ca_tools
+def test_the_build_removes_the_lab_ca_and_pip_config(tmp_path: Path) -> None:
+    root, env, lab_line, system_line = _lab_tree(tmp_path)
+    done = subprocess.run(["sh", str(FORGET)], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert not (root / "usr/local/share/ca-certificates/lab").exists()
+    assert not (root / "etc/pip.conf").exists()
+    bundle = (root / "etc/ssl/certs/ca-certificates.crt").read_text()
+    assert lab_line not in bundle
+    assert system_line in bundle, "the distribution's own CAs must stay trusted"
+    assert not [p for p in (root / "etc/ssl/certs").iterdir() if "/lab/" in os.path.realpath(p)]
+
+
+@needs_ca_tools
+def test_a_lab_ca_left_in_the_certs_fails_the_build(tmp_path: Path) -> None:
+    env = _lab_tree(tmp_path)[1]
+    done = subprocess.run(["sh", str(FORGET)], env={**env, "UPDATE_CA": "true"}, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "the lab's CA trust is still in the image: /etc/ssl/certs/" in done.stderr
+
+
+def test_the_build_forgets_what_the_lab_recipe_trusts() -> None:
+    from lab import image
+
+    recipe, script = image.ca_trust_script(), FORGET.read_text()
+    for path in ("/usr/local/share/ca-certificates/lab", "/etc/pip.conf"):
+        assert path in recipe and path in script

@@ -421,7 +421,9 @@ def test_site_checks_every_role_before_the_first_change() -> None:
     entries = [(role["name"], role["tasks_from"]) for role in included]
     # The server role's facts (no change) come before the app role's check, which reads their apps root; once every
     # input is good, the batch leaves rotation at the balancers (its first change) and comes back after the roles.
+    # The host lock comes first of all (a second run stops before anything) and goes last.
     assert entries == [
+        ("server", "lock"),
         ("interpreter", "assert"),
         ("server", "assert"),
         ("server", "facts"),
@@ -433,7 +435,7 @@ def test_site_checks_every_role_before_the_first_change() -> None:
         (t["ansible.builtin.include_role"]["name"], t["ansible.builtin.include_role"]["tasks_from"])
         for t in play["post_tasks"]
     ]
-    assert post == [("balancer", "ready")]
+    assert post == [("balancer", "ready"), ("server", "unlock")]
 
 
 def test_socket_units_name_the_owner_of_a_socket_systemd_holds(listeners_module: ModuleType) -> None:
