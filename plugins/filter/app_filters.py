@@ -215,10 +215,11 @@ def app_repo_public(url: Any) -> str:
 def app_git_environment(apps: list[Mapping[str, Any]], name: str) -> dict[str, str]:
     """For a no_log git task of the app NAME: git's environment that gives it the credentials of the repo URL.
 
-    The clone is made from the public URL (app_repo_public, what .git/config keeps); this environment tells git, for
-    this run only, to fetch that URL through the one with credentials (url.<with credentials>.insteadOf = <public>,
-    as GIT_CONFIG_COUNT/KEY/VALUE, git >= 2.31). Looked up from the operator's app_list, like secret_env, so the
-    token never enters a loop item or a fact. Empty when the URL has no credentials.
+    The clone is made from the public URL (app_repo_public: the normalised item's repo, what .git/config keeps);
+    this environment tells git, for this run only, to fetch that URL through the one with credentials
+    (url.<with credentials>.insteadOf = <public>, as GIT_CONFIG_COUNT/KEY/VALUE, git >= 2.31). Looked up from the
+    operator's app_list, like secret_env, so the token never enters a loop item or a fact. Empty when the URL has no
+    credentials.
     """
     for app in apps or []:
         if isinstance(app, Mapping) and app.get("name") == name and app.get("repo"):
@@ -251,10 +252,10 @@ def app_normalize(apps: list[Mapping[str, Any]], base_dir: str, apps_root: str) 
             "state": app.get("state") or "present",
             "source": app.get("source") or ("local" if path else "git" if app.get("repo") else "pip"),
             "path": os.path.normpath(os.path.join(base_dir, path)) if path else None,
-            "repo": app.get("repo"),
+            # Without credentials (app_repo_public): this dict is a loop item and a fact, which Ansible prints.
+            "repo": app_repo_public(app["repo"]) if app.get("repo") else None,
             # What the clone may store and logs may show: the URL without its credentials (app_git_environment gives
             # them to git at run time only).
-            "repo_public": app_repo_public(app["repo"]) if app.get("repo") else None,
             "version": app.get("version") or "HEAD",
             # ansible.builtin.git's verify_commit and gpg_whitelist: the fetched commit (or the tag `version` names)
             # must carry a good signature, by one of these keys when the list is not empty.

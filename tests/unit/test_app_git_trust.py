@@ -57,7 +57,7 @@ def test_the_public_url_has_no_credentials(filters: ModuleType, url: str, public
 def test_the_credentials_go_to_git_through_its_environment_only(filters: ModuleType) -> None:
     apps = [_git(repo="https://ci:s3cret@git.example.com/org/shop.git")]
     normal = filters.app_normalize(apps, ".", "/srv")[0]
-    assert normal["repo_public"] == "https://git.example.com/org/shop.git"
+    assert normal["repo"] == "https://git.example.com/org/shop.git"
     assert filters.app_git_environment(apps, "shop") == {
         "GIT_CONFIG_COUNT": "1",
         "GIT_CONFIG_KEY_0": "url.https://ci:s3cret@git.example.com/org/shop.git.insteadOf",
@@ -137,7 +137,7 @@ def _clone(url: str, dest: Path, extra_env: dict[str, str]) -> subprocess.Comple
 @pytest.mark.skipif(shutil.which("git") is None, reason="git missing")
 def test_a_clone_keeps_no_credentials_yet_fetches_with_them(filters: ModuleType, server: str, tmp_path: Path) -> None:
     apps = [_git(repo=server)]
-    public = filters.app_normalize(apps, ".", "/srv")[0]["repo_public"]
+    public = filters.app_normalize(apps, ".", "/srv")[0]["repo"]
     # As the role cloned before: the URL with its token is what .git/config keeps, readable by the app.
     naive = _clone(server, tmp_path / "naive", {})
     assert naive.returncode == 0, naive.stderr
