@@ -11,8 +11,12 @@ client sees the service. At the end pytest prints what this area proved: load he
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.verify import conftest as verify
-from tests.verify.conftest import APP, BIN, EXAMPLE_DIR, Site
+from tests.verify.conftest import APP, BIN, EXAMPLE_DIR, REPO, Site
 
 # The verify suite's fixtures, shared: the site (re-converging the host) and the app under test.
 site = verify.site
@@ -98,3 +102,45 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
 def app_list(path: Path, **env: str) -> dict[str, object]:
     """The extra vars that deploy `path` as the app under test, on port 80, with these env variables."""
     return {"app_list": [{"name": APP, "path": str(path), "env": env}]}
+
+
+CONTROL_DIR = tempfile.mkdtemp(prefix="ssh-")  # short: a unix socket path has at most 107 bytes
+
+
+class Watcher:
+    """A fast shell on the host (one SSH master connection): the test must act within the seconds between two tasks."""
+
+    def __init__(self, site: Site) -> None:
+        hostvars = json.loads(
+            subprocess.run(
+                [str(BIN / "ansible-inventory"), "-i", site.inventory, "--host", site.host_name],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        self.argv = ["ssh", "-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", f"ControlPath={CONTROL_DIR}/%C"]
+        self.argv += ["-o", "ControlPersist=120", "-p", str(hostvars.get("ansible_port", 22))]
+        if "ansible_ssh_private_key_file" in hostvars:
+            self.argv += ["-i", hostvars["ansible_ssh_private_key_file"]]
+        self.argv += hostvars.get("ansible_ssh_common_args", "").split()
+        self.argv += [f"{hostvars.get('ansible_user', 'root')}@{hostvars.get('ansible_host', site.host_name)}"]
+
+    def run(self, command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.argv, command], capture_output=True, text=True, check=False, timeout=60)
+
+    def kill_run_when(self, argv: list[str], condition: str, timeout: float = 900) -> None:
+        """Start ansible-playbook (argv) and SIGKILL it, with its SSH children, once ``condition`` holds on the host.
+
+        What a Ctrl-C or a lost connection does to a run, at a chosen point: between two of its tasks.
+        """
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        run = subprocess.Popen(argv, cwd=REPO, start_new_session=True, **quiet)
+        try:
+            deadline = time.monotonic() + timeout
+            while self.run(condition).returncode != 0:
+                assert run.poll() is None, f"the run ended before this held on the host: {condition}"
+                assert time.monotonic() < deadline, f"not within {timeout} s: {condition}"
+            os.killpg(run.pid, signal.SIGKILL)
+        finally:
+            run.wait(timeout=60)

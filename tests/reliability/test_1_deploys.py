@@ -72,23 +72,44 @@ def test_a_release_that_cannot_import_never_serves(
     assert app.get() == (200, f"{HELLO} v2")
 
 
-def test_a_release_that_fails_its_health_check_is_rolled_back(
-    site: Site, app: App, host: Any, release: Callable[..., Path], report: Report
+def test_a_release_that_fails_its_health_check_is_rolled_back_under_load(
+    site: Site, app: App, host: Any, url: str, release: Callable[..., Path], report: Report
 ) -> None:
-    serving = link_target(host)
+    """On one host the bad release serves from its start until the health check gives up: the report counts how many
+    requests it answered (behind a balancer the host is drained first and it answers none, see tests/fleet)."""
+    serving, settings = link_target(host), app.env()
     unhealthy = release("v4")
     main = (unhealthy / "main.py").read_text()
     (unhealthy / "main.py").write_text(
         main.replace('    return f"Hello World from Flask {VERSION}"', '    return "v4 is unhealthy on purpose", 503')
     )
-    result = site.converge(app_list(unhealthy, LOG_LEVEL="warning"), DEPLOY)
-    back = app.wait_serving(text=f"{HELLO} v2")
-    report.faults.append(("release that fails its health check", result.rc != 0 and back[0] == 200, "rolled back"))
+    # A settings change with the bad code: both must go back.
+    with Load(url) as load:
+        result = site.converge(app_list(unhealthy, LOG_LEVEL="info"), DEPLOY)
+        back = app.wait_serving(text=f"{HELLO} v2")
+    answered_by_bad = load.outcome.bodies["v4 is unhealthy on purpose"]
+    others_failed = load.outcome.failed - load.outcome.statuses[503]
+    report.load.append(
+        (
+            f"release failing its health check, rolled back ({answered_by_bad} answered by it)",
+            load.outcome.sent,
+            others_failed,
+        )
+    )
+    report.faults.append(
+        (
+            "release that fails its health check",
+            result.rc != 0 and back[0] == 200,
+            f"rolled back with its settings; it answered {answered_by_bad} of {load.outcome.sent} requests first",
+        )
+    )
     assert result.rc != 0
     assert "v4 is unhealthy on purpose" in result.output, result.output[-3000:]
     assert "rolled back to " + serving in result.output
     assert link_target(host) == serving
     assert back == (200, f"{HELLO} v2")
+    assert app.env() == settings, "the env file went back with the code"
+    assert others_failed == 0, load.outcome.summary()
 
 
 def test_the_next_good_deploy_works(site: Site, app: App, host: Any, release: Callable[..., Path]) -> None:

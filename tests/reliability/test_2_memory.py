@@ -17,7 +17,7 @@ def worker_pids(host: Any, master: int) -> set[int]:
     return {int(pid) for pid in host.check_output(f"ps --ppid {master} -o pid=").split()}
 
 
-def test_a_leaking_worker_is_replaced_not_the_host_swapping(
+def test_a_worker_above_worker_max_memory_is_replaced_and_the_master_stays(
     site: Site, app: App, host: Any, release: Callable[..., Path], report: Report
 ) -> None:
     result = site.converge(app_list(release("v6"), WORKER_MAX_MEMORY=str(LIMIT_MIB)), DEPLOY)

@@ -1,9 +1,9 @@
 """An interrupted run (Ctrl-C, a dropped SSH connection) leaves the host half-changed: the next run must finish the job.
 
-The windows tested here are the long steps of a first deploy: `python3 -m venv` installing pip into a new app's venv
-(ensurepip, a minute under TCG; stopped there, the venv has bin/python and no bin/pip), and the shipping of the app's
-files into its release (stopped there, the release holds some files, maybe one cut short, and no `.shipped` marker).
-Both states are made by hand for two new apps beside the example, and one converge must serve both.
+The windows tested here are the long steps of a first deploy: the build of a new app's venv (ensurepip and pip, a
+minute under TCG; a run killed there leaves a venv without its completion mark), and the shipping of the app's files
+into its release (stopped there, the release holds some files, maybe one cut short, and no `.shipped` marker). The
+first is a real run killed during the build, the second is made by hand; one converge must then serve both apps.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from tests.conftest import load_module
-from tests.reliability.conftest import EXAMPLE, Report
+from tests.reliability.conftest import EXAMPLE, Report, Watcher
 from tests.verify.conftest import EXAMPLE_DIR, HELLO, REPO, App, Site
 
 HALFWAY, HALFWAY_PORT = "halfway", 8084
@@ -45,14 +45,16 @@ def example_with_more_files(root: Path) -> Path:
 def test_a_first_deploy_stopped_halfway_is_finished_by_the_next_run(
     site: Site, host: Any, report: Report, tmp_path: Path
 ) -> None:
-    venv = f"/srv/{HALFWAY}/venv"
-    # A first run makes the app's account before its directories (layout.yml); a run stopped later left both.
-    for name in (HALFWAY, HALFCOPY):
-        useradd = f"useradd --system --user-group --home-dir /srv/{name} --no-create-home --shell /usr/sbin/nologin"
-        host.run_expect([0], f"{useradd} {name}")
-    # What a stop during ensurepip leaves: the interpreter link is there, pip is not.
-    host.run_expect([0], f"python3 -m venv --without-pip {venv}")
-    assert not host.file(f"{venv}/bin/pip").exists
+    watcher = Watcher(site)
+    venvs = f"/srv/{HALFWAY}/venvs"
+    halfway = [EXAMPLE, {"name": HALFWAY, "path": str(EXAMPLE_DIR), "port": HALFWAY_PORT}]
+    # Killed while its venv is being built: the interpreter is in, the completion mark is not.
+    building = f"ls {venvs}/*/bin/python && ! ls {venvs}/*/.wsgiops-complete"
+    watcher.kill_run_when(site.argv({"app_list": halfway}), building)
+    assert host.run(f"ls {venvs}/*/bin/python").rc == 0
+    assert host.run(f"ls {venvs}/*/.wsgiops-complete").rc != 0
+    useradd = f"useradd --system --user-group --home-dir /srv/{HALFCOPY} --no-create-home --shell /usr/sbin/nologin"
+    host.run_expect([0], f"{useradd} {HALFCOPY}")
     # What a stop while shipping leaves: the release directory with a file cut short, the rest missing.
     source = example_with_more_files(tmp_path / "src")
     release = f"/srv/{HALFCOPY}/releases/{local_release(HALFCOPY, source)}"
@@ -68,7 +70,7 @@ def test_a_first_deploy_stopped_halfway_is_finished_by_the_next_run(
     halfcopy_served = App(host, HALFCOPY).wait_serving(HALFCOPY_PORT) if result.rc == 0 else (0, "")
     report.faults.append(
         (
-            "a run stopped while the venv got pip",
+            "a run killed while it built a venv",
             halfway_served == (200, HELLO),
             f"next run rc={result.rc}, the app answered {halfway_served[0]}",
         )
@@ -81,7 +83,7 @@ def test_a_first_deploy_stopped_halfway_is_finished_by_the_next_run(
         )
     )
     assert result.rc == 0, result.output[-3000:]
-    assert host.file(f"{venv}/bin/pip").exists
+    assert host.run(f"ls /srv/{HALFWAY}/venv/.wsgiops-complete").rc == 0, "the venv that serves is whole"
     assert halfway_served == (200, HELLO)
     assert host.file(f"{release}/main.py").content_string == (EXAMPLE_DIR / "main.py").read_text()
     assert host.file(f"{release}/.shipped").exists

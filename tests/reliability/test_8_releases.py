@@ -7,11 +7,6 @@ The tests run in order and leave the host serving the example app as site.yml's 
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import EXAMPLE, Report, app_list
+from tests.reliability.conftest import EXAMPLE, Report, Watcher, app_list
 from tests.reliability.load import Load
-from tests.verify.conftest import APP, BIN, HELLO, REPO, App, Site
+from tests.verify.conftest import APP, HELLO, App, Site
 
 DEPLOY = "playbooks/deploy.yml"
 ROLLBACK = "playbooks/rollback.yml"
@@ -126,32 +121,6 @@ def test_a_rollback_to_a_release_that_never_served_changes_nothing(
     assert serving_state(host) == before
 
 
-CONTROL_DIR = tempfile.mkdtemp(prefix="ssh-")  # short: a unix socket path has at most 107 bytes
-
-
-class Watcher:
-    """A fast shell on the host (one SSH master connection): the test must act within the seconds between two tasks."""
-
-    def __init__(self, site: Site) -> None:
-        hostvars = json.loads(
-            subprocess.run(
-                [str(BIN / "ansible-inventory"), "-i", site.inventory, "--host", site.host_name],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
-        self.argv = ["ssh", "-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", f"ControlPath={CONTROL_DIR}/%C"]
-        self.argv += ["-o", "ControlPersist=120", "-p", str(hostvars.get("ansible_port", 22))]
-        if "ansible_ssh_private_key_file" in hostvars:
-            self.argv += ["-i", hostvars["ansible_ssh_private_key_file"]]
-        self.argv += hostvars.get("ansible_ssh_common_args", "").split()
-        self.argv += [f"{hostvars.get('ansible_user', 'root')}@{hostvars.get('ansible_host', site.host_name)}"]
-
-    def run(self, command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self.argv, command], capture_output=True, text=True, check=False, timeout=60)
-
-
 @pytest.mark.parametrize("change", ["env", "code"])
 def test_a_run_killed_between_a_change_and_its_restart_is_finished_by_the_next(
     site: Site, app: App, host: Any, release: Callable[..., Path], report: Report, tmp_path: Path, change: str
@@ -166,16 +135,7 @@ def test_a_run_killed_between_a_change_and_its_restart_is_finished_by_the_next(
     else:
         variables = app_list(release("r4"), LOG_LEVEL="error")
         changed = f"grep -qx r4 {HOME}/app/version.txt"
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    run = subprocess.Popen(site.argv(variables, DEPLOY), cwd=REPO, start_new_session=True, **quiet)
-    try:
-        deadline = time.monotonic() + 900
-        while watcher.run(changed).returncode != 0:
-            assert run.poll() is None, "the run ended before the change was seen"
-            assert time.monotonic() < deadline
-        os.killpg(run.pid, signal.SIGKILL)
-    finally:
-        run.wait(timeout=60)
+    watcher.kill_run_when(site.argv(variables, DEPLOY), changed)
     time.sleep(3)  # a reload or restart the run had already asked for shows by now
     if change == "env":
         killed_in_window = app.main_pid == master and process_env(host, master).get("LOG_LEVEL") != "error"
