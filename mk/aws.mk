@@ -14,6 +14,8 @@ $(AWS_COLLECTIONS_STAMP): requirements/aws_collections.py | venv
 
 lint: aws-collections
 
+TEST_VM_TIERS += test-aws
+
 test-aws: venv aws-collections ## the ALB drain/ready and AMI rollout playbooks against moto's server on loopback
 	$(BIN)/pip install -q -r requirements/aws.txt
 	$(BIN)/pytest tests/aws -p no:cacheprovider -s
