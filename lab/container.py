@@ -105,11 +105,12 @@ def validate_name(name: str) -> str:
     return name
 
 
-def nspawn_command(rootfs: Path, name: str) -> list[str]:
+def nspawn_command(rootfs: Path, name: str, before: str = "") -> list[str]:
     """The boot command: private mount namespace + tmpfs for nspawn's runtime dir, unregistered, booting systemd.
 
     ``--keep-unit --register=no``: no machined, no new scope (this machine has neither usable); the private mount
-    namespace keeps the tmpfs over /run/systemd/nspawn from touching the host.
+    namespace keeps the tmpfs over /run/systemd/nspawn from touching the host. ``before``: a shell command run first in
+    that namespace (lab.fleet mounts each member's overlay there).
     """
     inner = "mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn && exec " + shlex.join(
         [
@@ -124,7 +125,7 @@ def nspawn_command(rootfs: Path, name: str) -> list[str]:
             "--console=passive",
         ]
     )
-    return ["unshare", "-m", "--propagation", "private", "sh", "-c", inner]
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", f"{before} && {inner}" if before else inner]
 
 
 def slirp_command(init_pid: int, api_socket: Path) -> list[str]:

@@ -111,23 +111,7 @@ def overlay_nspawn_command(tree: Path, directory: Path, name: str) -> list[str]:
     mount = shlex.join(
         ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={tree},upperdir={upper},workdir={work}", str(merged)]
     )
-    inner = (
-        f"{mount} && mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn && exec "
-        + shlex.join(
-            [
-                "systemd-nspawn",
-                "-D",
-                str(merged),
-                "--register=no",
-                "--keep-unit",
-                "-b",
-                "--private-network",
-                f"--machine={name}",
-                "--console=passive",
-            ]
-        )
-    )
-    return ["unshare", "-m", "--propagation", "private", "sh", "-c", inner]
+    return container.nspawn_command(merged, name, before=mount)
 
 
 def wiring_commands(member: Member, init_pid: int) -> list[list[str]]:

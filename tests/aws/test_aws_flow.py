@@ -166,17 +166,16 @@ def test_alb_drain_and_ready_roll_instance_by_instance(world: dict[str, object],
     assert made["DescribeTargetHealth"] >= 2 * len(instances), made
 
 
+def _rollout_args(world: dict[str, object]) -> list[str]:
+    """The rollout playbook's variables for the emulated group, its launch template and the new AMI."""
+    names = {"aws_asg_name": GROUP, "aws_launch_template_name": GROUP, "aws_ami_id": world["ami"]}
+    return [arg for name, value in names.items() for arg in ("-e", f"{name}={value}")]
+
+
 def test_an_ami_rollout_makes_a_template_version_with_the_ami_the_groups_default(world: dict[str, object]) -> None:
     url, recording = world["url"], world["recording"]
     recording.write_text("")
-    args = [
-        "-e",
-        f"aws_asg_name={GROUP}",
-        "-e",
-        f"aws_launch_template_name={GROUP}",
-        "-e",
-        f"aws_ami_id={world['ami']}",
-    ]
+    args = _rollout_args(world)
     run = _playbook(url, str(REPO / "playbooks" / "aws_image_rollout.yml"), *args, "-e", "aws_instance_refresh=false")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     ec2, autoscaling = _client(url, "ec2"), _client(url, "autoscaling")
@@ -196,14 +195,7 @@ def test_an_ami_rollout_makes_a_template_version_with_the_ami_the_groups_default
 def test_the_instance_refresh_task_is_reached_and_moto_does_not_implement_it(world: dict[str, object]) -> None:
     url, recording = world["url"], world["recording"]
     recording.write_text("")
-    args = [
-        "-e",
-        f"aws_asg_name={GROUP}",
-        "-e",
-        f"aws_launch_template_name={GROUP}",
-        "-e",
-        f"aws_ami_id={world['ami']}",
-    ]
+    args = _rollout_args(world)
     run = _playbook(url, str(REPO / "playbooks" / "aws_image_rollout.yml"), *args)
     made = calls(recording)
     print(f"AMI rollout (refresh on): rc {run.returncode}, AWS calls {dict(made)}")
