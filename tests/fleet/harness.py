@@ -111,17 +111,8 @@ class FleetLoad(Load):
 
     header = "X-Served-By"
 
-    def _one(self) -> tuple[int | None, str]:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        try:
-            connection.request("GET", self.path, headers={"Connection": "close"})
-            response = connection.getresponse()
-            body = response.read().decode(errors="replace")
-            return response.status, f"{response.getheader(self.header, '?')}: {body}"
-        except (OSError, http.client.HTTPException) as error:
-            return None, f"{type(error).__name__}: {error}"
-        finally:
-            connection.close()
+    def _answer(self, response: http.client.HTTPResponse, body: str) -> str:
+        return f"{response.getheader(self.header, '?')}: {body}"
 
 
 def ask(url: str) -> tuple[int, str, str]:
