@@ -572,6 +572,114 @@ def test_one_plan_per_app_the_strongest_action(
 
 
 @pytest.mark.parametrize(
+    ("changed", "expected"),
+    [
+        ({"venv": ["a"], "code": ["a"]}, [("gunicorn@a.service", "restarted", "restart")]),  # new packages: restart
+        ({"pending_reload": ["a"]}, [("gunicorn@a.service", "reloaded", "reload")]),
+        ({"pending_restart": ["a"], "code": ["a"]}, [("gunicorn@a.service", "restarted", "restart")]),
+        ({"pending_socket": ["b"]}, [("gunicorn@b.socket", "restarted", "socket")]),
+        ({"pending_restart": ["a"], "started": ["a"]}, []),  # started in this run: nothing left to do
+    ],
+)
+def test_a_new_venv_restarts_and_a_stopped_run_s_records_are_applied(
+    filters: ModuleType, changed: dict[str, list[str]], expected: list[tuple[str, str, str]]
+) -> None:
+    plan = filters.app_plan([{"name": "a"}, {"name": "b"}], changed, NO_STACK_CHANGE)
+    assert [(step["unit"], step["state"], step["kind"]) for step in plan] == expected
+
+
+def test_pending_records_round_trip_through_their_file_names(filters: ModuleType) -> None:
+    """What plan.yml writes before a change is what links.yml's find reads back in the next run."""
+    (web,) = filters.app_normalize([app()], "/", "/srv")
+    plan = filters.app_plan([web], {"env": ["web"]}, NO_STACK_CHANGE)
+    (record,) = filters.app_pending_record(plan, [web])
+    assert record["path"] == "/srv/web/.wsgiops-pending-restart"
+    found = [{"item": web, "files": [{"path": record["path"]}, {"path": "/srv/web/app/.wsgiops-env"}]}]
+    assert filters.app_pending(found) == {"pending_socket": [], "pending_restart": ["web"], "pending_reload": []}
+    assert filters.app_pending_found(found) == [record["path"]]
+    assert record["path"] in filters.app_pending_paths([web])
+    with pytest.raises(ValueError, match="no pending record of kind 'stop'"):
+        filters.app_pending_path(web, "stop")
+
+
+@pytest.mark.parametrize(
+    ("parts", "same"),
+    [
+        (["/usr/bin/python3", "stack1", "req1", "", "{}"], True),
+        (["/usr/bin/python3", "stack2", "req1", "", "{}"], False),  # a new server stack
+        (["/usr/bin/python3", "stack1", "req2", "", "{}"], False),  # new requirements
+        (["/usr/bin/python3", "stack1", "", "", "{}"], False),  # no requirements.txt
+        (["/usr/bin/python3", "stack1", "req1", "", '{"PIP_INDEX_URL": "https://x"}'], False),  # another index
+        (["/usr/bin/python3.12", "stack1", "req1", "", "{}"], False),  # another interpreter
+    ],
+)
+def test_a_venv_is_named_by_everything_pip_is_given(filters: ModuleType, parts: list[str], same: bool) -> None:
+    reference = filters.app_venv_key(["/usr/bin/python3", "stack1", "req1", "", "{}"])
+    key = filters.app_venv_key(parts)
+    assert (key == reference) is same
+    assert len(key) == filters.VENV_KEY_LENGTH and key.isalnum()
+
+
+@pytest.mark.parametrize(
+    ("target", "key"),
+    [
+        ("venvs/0123456789abcdef", "0123456789abcdef"),
+        ("../../venvs/unversioned", "unversioned"),
+        ("releases/local-1", None),
+        ("/etc", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_a_venv_link_names_a_venv_of_ours_or_none(filters: ModuleType, target: str | None, key: str | None) -> None:
+    (web,) = filters.app_normalize([app()], "/", "/srv")
+    venv = filters.app_venv_from_link(web, target)
+    assert (venv and venv["key"]) == key or (venv is None and key is None)
+    if venv:
+        assert venv["path"] == f"/srv/web/venvs/{key}"
+        assert venv["python"] == f"/srv/web/venvs/{key}/bin/python"
+
+
+def test_which_apps_move_to_another_venv(filters: ModuleType) -> None:
+    a, b, c = filters.app_normalize([app(name="a"), app(name="b"), app(name="c")], "/", "/srv")
+    venvs = {name: filters.app_venv(item, "k1") for name, item in (("a", a), ("b", b), ("c", c))}
+    links = [
+        {"item": a, "stat": {"exists": True, "lnk_target": "venvs/k1"}},  # already there
+        {"item": b, "stat": {"exists": True, "lnk_target": "venvs/k0"}},  # another set
+        {"item": c, "stat": {"exists": True, "isdir": True}},  # a 1.0.0 venv directory
+    ]
+    assert filters.app_venv_moving(links, venvs) == ["b", "c"]
+
+
+def test_pruning_keeps_the_venvs_kept_releases_record_and_the_serving_one(filters: ModuleType) -> None:
+    (web,) = filters.app_normalize([app()], "/", "/srv")
+    listing = [
+        {
+            "item": web,
+            "stdout": "venv k1\nvenv k2\nvenv k3\nvenv half\nrecord ../../venvs/k2\nrecord ../../venvs/k2\n",
+        }
+    ]
+    serving = {"web": filters.app_venv(web, "k3")}
+    assert filters.app_unused_venvs(listing, serving) == ["/srv/web/venvs/half", "/srv/web/venvs/k1"]
+
+
+def test_a_serving_release_without_records_is_recorded_before_a_change(filters: ModuleType) -> None:
+    a, b = filters.app_normalize([app(name="a"), app(name="b")], "/", "/srv")
+    links = [
+        {"item": a, "stat": {"exists": True, "lnk_target": "releases/local-1"}},
+        {"item": b, "stat": {"exists": False}},  # a first deploy: nothing serves
+    ]
+    found = [
+        {"item": a, "files": [{"path": "/srv/a/app/.wsgiops-env"}]},
+        {"item": b, "files": []},
+    ]
+    (unrecorded,) = filters.app_serving_unrecorded(found, links)
+    assert unrecorded["release"] == "local-1"
+    assert unrecorded["missing"] == ["venv", "listen"]
+    assert unrecorded["paths"]["venv"] == "/srv/a/releases/local-1/.wsgiops-venv"
+
+
+@pytest.mark.parametrize(
     ("accounts", "groups", "homes", "expected"),
     [
         ({}, {"docker": ["x", "998", ""]}, {}, "collides with the existing group 'docker'"),
