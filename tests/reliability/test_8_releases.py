@@ -7,6 +7,7 @@ The tests run in order and leave the host serving the example app as site.yml's 
 
 from __future__ import annotations
 
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -160,6 +161,41 @@ def test_a_run_killed_between_a_change_and_its_restart_is_finished_by_the_next(
         )
     )
     assert third.rc == 0 and third.changed == 0, third.output[-3000:]
+
+
+PROBE = "/opt/uidprobe"
+PROBE_SETUP = """import os
+import setuptools
+
+if os.geteuid() == 0:
+    raise SystemExit("uidprobe: built as root")
+setuptools.setup(name="uidprobe", version="1.0", py_modules=[])
+"""
+
+
+def test_a_release_s_requirements_are_built_as_the_app_user_not_root(
+    site: Site, app: App, host: Any, release: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A requirement's build script runs code the app ships: never as root (this one refuses to build as root)."""
+    source = tmp_path / "uidprobe-1.0"
+    source.mkdir()
+    (source / "setup.py").write_text(PROBE_SETUP)
+    (source / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: uidprobe\nVersion: 1.0\n")
+    sdist = tmp_path / "uidprobe-1.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as archive:
+        archive.add(source, arcname=source.name)
+    host.run_expect([0], f"install -d -m 0755 {PROBE}")
+    host.ansible("ansible.builtin.copy", f"src={sdist} dest={PROBE}/{sdist.name} mode=0644", check=False, become=True)
+    try:
+        probe = with_requirement(release("r5"), f"uidprobe @ file://{PROBE}/{sdist.name}")
+        result = site.converge(app_list(probe, LOG_LEVEL="warning"), DEPLOY)
+        assert result.rc == 0, result.output[-3000:]
+        assert app.wait_serving(text=f"{HELLO} r5") == (200, f"{HELLO} r5")
+        assert "uidprobe" in serving_state(host)["freeze"]
+        owners = host.check_output(f"find -L {HOME}/venv -maxdepth 3 ! -user root -printf '%p %u\\n' | head -5")
+        assert owners == "", f"the built venv is root's, the app can only read it: {owners}"
+    finally:
+        host.run(f"rm -rf {PROBE}")
 
 
 def test_back_to_the_example(site: Site, app: App) -> None:
