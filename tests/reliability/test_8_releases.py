@@ -126,22 +126,30 @@ def test_a_rollback_to_a_release_that_never_served_changes_nothing(
 def test_a_run_killed_between_a_change_and_its_restart_is_finished_by_the_next(
     site: Site, app: App, host: Any, release: Callable[..., Path], report: Report, tmp_path: Path, change: str
 ) -> None:
-    """Kill ansible-playbook once the change is on the host and before the instance restarted (or reloaded)."""
+    """Kill ansible-playbook once the change is on the host and before the instance restarted (or reloaded).
+
+    The killed run changes one thing only (the env file, or the code in the same venv): a rerun then finds nothing else
+    that would restart or reload the instance anyway, so only what the killed run recorded can.
+    """
     watcher = Watcher(site)
     assert watcher.run("true").returncode == 0
+    before = release("k1")
+    baseline = site.converge(app_list(before, LOG_LEVEL="warning" if change == "env" else "error"), DEPLOY)
+    assert baseline.rc == 0, baseline.output[-3000:]
+    assert app.wait_serving(text=f"{HELLO} k1") == (200, f"{HELLO} k1")
     master = app.main_pid
     if change == "env":
-        variables = app_list(release("r2"), LOG_LEVEL="error")
+        variables = app_list(before, LOG_LEVEL="error")
         changed = f"grep -q '^LOG_LEVEL=.error' /etc/gunicorn/{APP}.env"
     else:
-        variables = app_list(release("r4"), LOG_LEVEL="error")
-        changed = f"grep -qx r4 {HOME}/app/version.txt"
+        variables = app_list(release("k2"), LOG_LEVEL="error")
+        changed = f"grep -qx k2 {HOME}/app/version.txt"
     watcher.kill_run_when(site.argv(variables, DEPLOY), changed)
     time.sleep(3)  # a reload or restart the run had already asked for shows by now
     if change == "env":
         killed_in_window = app.main_pid == master and process_env(host, master).get("LOG_LEVEL") != "error"
     else:
-        killed_in_window = app.get() == (200, f"{HELLO} r2")
+        killed_in_window = app.get() == (200, f"{HELLO} k1")
     assert killed_in_window, "the run got past the restart before it was killed: nothing to prove"
     assert host.file(f"{HOME}/.wsgiops-pending-{'restart' if change == 'env' else 'reload'}").exists
     rerun = site.converge(variables, DEPLOY)
@@ -151,7 +159,7 @@ def test_a_run_killed_between_a_change_and_its_restart_is_finished_by_the_next(
         assert process_env(host, app.main_pid).get("LOG_LEVEL") == "error"
     else:
         assert app.main_pid == master, "a code change reloads"
-        assert app.wait_serving(text=f"{HELLO} r4") == (200, f"{HELLO} r4"), "the rerun reloaded onto the new code"
+        assert app.wait_serving(text=f"{HELLO} k2") == (200, f"{HELLO} k2"), "the rerun reloaded onto the new code"
     third = site.converge(variables, DEPLOY)
     report.faults.append(
         (
