@@ -685,6 +685,13 @@ def app_plan(
     return plan
 
 
+def _pending_kind(path: str) -> str | None:
+    """The kind (socket, restart or reload) of a pending record at PATH; None for any other file."""
+    base = posixpath.basename(path)
+    kind = base.removeprefix(PENDING_PREFIX)
+    return kind if base.startswith(PENDING_PREFIX) and kind in PENDING_STATES else None
+
+
 def app_pending(find_results: list[Mapping[str, Any]]) -> dict[str, list[str]]:
     """The restarts and reloads earlier runs recorded and did not do, from a find of PENDING_PREFIX* per app.
 
@@ -693,9 +700,8 @@ def app_pending(find_results: list[Mapping[str, Any]]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {f"pending_{kind}": [] for kind in PENDING_STATES}
     for result in find_results:
         for entry in result.get("files") or []:
-            base = posixpath.basename(entry["path"])
-            kind = base.removeprefix(PENDING_PREFIX)
-            if base.startswith(PENDING_PREFIX) and kind in PENDING_STATES:
+            kind = _pending_kind(entry["path"])
+            if kind:
                 found[f"pending_{kind}"].append(result["item"]["name"])
     return found
 
@@ -741,11 +747,7 @@ def app_serving_unrecorded(
 def app_pending_found(find_results: list[Mapping[str, Any]]) -> list[str]:
     """The paths of the pending records a find of each app's home found (what a run removes once it applied them)."""
     return sorted(
-        entry["path"]
-        for result in find_results
-        for entry in result.get("files") or []
-        if posixpath.basename(entry["path"]).removeprefix(PENDING_PREFIX) in PENDING_STATES
-        and posixpath.basename(entry["path"]).startswith(PENDING_PREFIX)
+        entry["path"] for result in find_results for entry in result.get("files") or [] if _pending_kind(entry["path"])
     )
 
 

@@ -10,7 +10,6 @@ client sees the service. At the end pytest prints what this area proved: load he
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.verify import conftest as verify
-from tests.verify.conftest import APP, BIN, EXAMPLE_DIR, REPO, Site
+from tests.verify.conftest import APP, EXAMPLE_DIR, REPO, Site
 
 # The verify suite's fixtures, shared: the site (re-converging the host) and the app under test.
 site = verify.site
@@ -73,13 +72,7 @@ def report() -> Report:
 @pytest.fixture(scope="session")
 def url(site: Site) -> str:
     """The app's URL from the controller: the lab inventory's lab_url (the forwarded HTTP port)."""
-    out = subprocess.run(
-        [str(BIN / "ansible-inventory"), "-i", site.inventory, "--host", site.host_name],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    hostvars = json.loads(out)
+    hostvars = site.hostvars()
     assert "lab_url" in hostvars, f"{site.host_name} has no lab_url in {site.inventory}: the load needs one"
     return str(hostvars["lab_url"])
 
@@ -111,14 +104,7 @@ class Watcher:
     """A fast shell on the host (one SSH master connection): the test must act within the seconds between two tasks."""
 
     def __init__(self, site: Site) -> None:
-        hostvars = json.loads(
-            subprocess.run(
-                [str(BIN / "ansible-inventory"), "-i", site.inventory, "--host", site.host_name],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
+        hostvars = site.hostvars()
         self.argv = ["ssh", "-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", f"ControlPath={CONTROL_DIR}/%C"]
         self.argv += ["-o", "ControlPersist=120", "-p", str(hostvars.get("ansible_port", 22))]
         if "ansible_ssh_private_key_file" in hostvars:

@@ -10,18 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_server_assert import run_play
+from tests.unit.test_server_assert import assert_play, run_play
 
-PLAYBOOK = """\
-- name: Check the interpreter role's input
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Run the role's assert entry point
-      ansible.builtin.include_role:
-        name: interpreter
-        tasks_from: assert
-"""
+PLAYBOOK = assert_play("interpreter")
 REFUSED = "is refused: plain http://"
 
 

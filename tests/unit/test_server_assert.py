@@ -16,16 +16,23 @@ import yaml
 from tests.conftest import REPO
 
 BIN = REPO / ".venv" / "bin"
-PLAYBOOK = """\
-- name: Check the server role's input
+
+
+def assert_play(role: str) -> str:
+    """A play on localhost that runs ROLE's `assert` entry point (what the playbooks run before any change)."""
+    return f"""\
+- name: Check the {role} role's input
   hosts: localhost
   gather_facts: false
   tasks:
     - name: Run the role's assert entry point
       ansible.builtin.include_role:
-        name: server
+        name: {role}
         tasks_from: assert
 """
+
+
+PLAYBOOK = assert_play("server")
 
 
 def run_play(tmp_path: Path, play: str, extra: dict[str, object]) -> subprocess.CompletedProcess[str]:

@@ -83,6 +83,11 @@ class Site:
         result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=1800)
         return Converge(result.returncode, result.stdout + result.stderr)
 
+    def hostvars(self) -> dict[str, Any]:
+        """The host's variables as the inventory gives them (its address, port, key, lab_url)."""
+        argv = [str(BIN / "ansible-inventory"), "-i", self.inventory, "--host", self.host_name]
+        return dict(json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout))
+
     def argv(self, extra_vars: dict[str, Any] | None = None, playbook: str = "playbooks/site.yml") -> list[str]:
         """The ansible-playbook command line that converges the host (for a test that runs it itself)."""
         variables = dict(extra_vars or {})
