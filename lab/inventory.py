@@ -34,6 +34,10 @@ def host_vars(host: Host, key: Path) -> dict[str, object]:
         "ansible_user": "root",
         "ansible_ssh_private_key_file": str(key),
         "ansible_ssh_common_args": " ".join(ssh.COMMON_OPTIONS),
+        # The same choice as StrictHostKeyChecking=no above, said to Ansible itself: Mitogen's connection checks it.
+        "ansible_host_key_checking": False,
+        # A TCG guest under load can take longer than Ansible's 10 s to start Mitogen's interpreter on first contact.
+        "ansible_ssh_timeout": 60,
         "ansible_python_interpreter": "/usr/bin/python3",
         "lab_dist": host.dist,
         "lab_cpus": host.cpus,

@@ -12,7 +12,7 @@ container-rootfs: venv ## build (or reuse) the cached Debian 12 container tree u
 	$(BIN)/python -m lab.container build
 
 test-container: deps venv ## molecule scenario `container`: site.yml on a Debian 12 systemd container, idempotence, tests/verify
-	$(BIN)/molecule test -s container
+	$(WITH_MITOGEN) $(BIN)/molecule test -s container
 
 # The host lock (roles/server entry points lock/unlock): two runs against one container, a killed run, a stale and a
 # broken lock; short runs of the entry points, not a converge. 29-33 s with the container tree cached.

@@ -29,7 +29,7 @@ demo: ## boot the Debian 12 lab VM (2 vCPUs) and provision it with playbooks/sit
 	$(LAB) up $(DEMO_VM) --reuse --dist debian12 --cpus 2 --memory 2G --ssh-port 2222 --http-port 8080 >/dev/null
 	@echo ">> [3/4] the patched Meinheld wheel for Debian 12's Python, then ansible-playbook playbooks/site.yml"
 	$(LAB) wheel debian12 --path
-	$(BIN)/ansible-playbook playbooks/site.yml
+	$(WITH_MITOGEN) $(BIN)/ansible-playbook playbooks/site.yml
 	@echo ">> [4/4] the result"
 	$(LAB) report $(DEMO_VM)
 	@echo ">> try: curl http://127.0.0.1:8080/   stop it: make down"

@@ -24,6 +24,8 @@ def test_render_is_the_yaml_ansible_reads() -> None:
         "ansible_ssh_private_key_file": "/lab/id_ed25519",
         "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
         "-o IdentitiesOnly=yes -o ServerAliveInterval=5 -o ServerAliveCountMax=6",
+        "ansible_host_key_checking": False,
+        "ansible_ssh_timeout": 60,
         "ansible_python_interpreter": "/usr/bin/python3",
         "lab_dist": "debian12",
         "lab_cpus": 2,
