@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=paths.RESULTS, help="results directory (default bench/results)")
     prov = sub.add_parser("provision", help="fresh converge, idempotent rerun, code-only deploy, image boot times")
     prov.add_argument("--out", type=Path, default=paths.RESULTS)
+    prov.add_argument("--strategies", default="linear,mitogen", help="comma-separated: linear (Ansible's), mitogen")
+    prov.add_argument("--playbooks", default="suite,reference", help="comma-separated: suite (site.yml), reference")
     prof = sub.add_parser("profile", help="py-spy profile of one stack's worker under wrk load")
     prof.add_argument("stack", choices=[s.key for s in stacks.PER_CORE])
     prof.add_argument("--mode", choices=runner.MODES, default="keep-alive")
@@ -113,7 +115,7 @@ def _run(args: argparse.Namespace) -> None:
 def _provision(args: argparse.Namespace) -> None:
     from bench import provision  # the lab is imported only when provisioning is asked for
 
-    outcome = provision.run()
+    outcome = provision.run(tuple(args.strategies.split(",")), tuple(args.playbooks.split(",")))
     PROVISION_OUTCOME.parent.mkdir(parents=True, exist_ok=True)
     PROVISION_OUTCOME.write_text(json.dumps(outcome, indent=1) + "\n")
     target = args.out / "results.json"

@@ -1,10 +1,15 @@
-"""Provisioning speed on a lab VM: site.yml's fresh converge, idempotent rerun, code-only deploy; the image's boot.
+"""Provisioning speed on a lab VM: the suite's site.yml beside a naive reference playbook, and the image's boot.
 
-It uses the lab (`python -m lab`: one Debian 12 VM with 2 vCPUs, stopped at the end) and the image that `make image`
-leaves under .cache/packer/debian12 (boot to the first 200). Whatever is missing is reported as not run, with the
-reason. The app is a copy of example_app, so the code-only deploy changes its greeting without touching the checkout,
-and the run checks that the VM then serves the new greeting. Under TCG (no usable KVM here) every figure is several
-times what a KVM host or a cloud instance takes: the report names the accelerator.
+Measured: fresh converge, idempotent rerun and code-only deploy of site.yml and of bench/reference.yml, under Ansible's
+own linear strategy and under Mitogen's.
+
+Each (strategy, playbook) pair gets its own fresh lab VM (`python -m lab`: Debian 12, 2 vCPUs, stopped at the end), one
+after the other in one invocation, so the suite/reference ratio is measured on the same kind of VM under the same
+load. The Packer image is the one `make image` leaves under .cache/packer/debian12 (boot to the first 200). Whatever is
+missing is reported as not run, with the reason. The app is a copy of example_app, so the code-only deploy changes its
+greeting without touching the checkout, and the run checks that the VM then serves the new greeting. Under TCG (no
+usable KVM here) every figure is several times what a KVM host or a cloud instance takes: the report names the
+accelerator.
 """
 
 from __future__ import annotations
@@ -26,8 +31,15 @@ from bench.runner import log
 VM = "bench-provision"
 DIST = "debian12"
 SITE = paths.REPO / "playbooks" / "site.yml"
+REFERENCE = paths.REPO / "bench" / "reference.yml"
+PLAYBOOKS = {"suite": SITE, "reference": REFERENCE}
 PACKER_OUTPUT = paths.REPO / ".cache" / "packer" / DIST
-IDEMPOTENT_TARGET_S = 60
+# Ansible's own strategy, and Mitogen's (requirements/tooling.txt): the keys of --strategies.
+STRATEGIES = ("linear", "mitogen")
+STEPS = ("fresh converge", "idempotent rerun", "code-only deploy")
+# Issue 23's targets for the suite on a TCG lab VM, in seconds.
+TARGETS_S = {"fresh converge": 300, "idempotent rerun": 60, "code-only deploy": 120}
+GREETING = "Hello World from Flask"
 _RECAP = re.compile(r"^\S+\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
 
@@ -46,7 +58,7 @@ def recap(output: str) -> dict[str, int]:
 
 def missing_parts() -> list[str]:
     """What the provisioning benchmark needs from the other areas and does not find."""
-    needed = {"lab/": paths.REPO / "lab" / "__main__.py", "playbooks/site.yml": SITE}
+    needed = {"lab/": paths.REPO / "lab" / "__main__.py", "playbooks/site.yml": SITE, "bench/reference.yml": REFERENCE}
     return [name for name, path in needed.items() if not path.exists()]
 
 
@@ -78,31 +90,69 @@ def _wheel() -> str | None:
     return answer["wheel"]
 
 
-def _playbook(name: str, inventory: str, extra_vars: dict[str, Any], logs: Path) -> dict[str, Any]:
-    """Time one run of site.yml against the VM."""
-    extra = json.dumps(extra_vars)
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, str(SITE), "-e", extra]
-    env = {**os.environ, "ANSIBLE_CONFIG": str(paths.REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    log(f"provision: {name}: ansible-playbook site.yml")
+def _await_greeting(url: str, expected: str, within_s: float = 60) -> str | None:
+    """None once ``url`` answers 200 ``expected``; else the last answer (the reference restarts without a gate)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            status, body = _get(url)
+            last = f"{status} {body!r}"
+            if status == 200 and body == expected:
+                return None
+        except OSError as error:
+            last = repr(error)
+        if time.monotonic() > deadline:
+            return last
+        time.sleep(1)
+
+
+def reference_vars(app_dir: Path, wheel: str) -> dict[str, Any]:
+    """bench/reference.yml's extra vars: the same app copy and the same Meinheld wheel as the suite's run."""
+    return {"reference_app": str(app_dir), "reference_wheel": wheel}
+
+
+def strategy_env(strategy: str) -> dict[str, str]:
+    """The environment that selects ``strategy`` for ansible-playbook (nothing for Ansible's own linear one)."""
+    if strategy == "linear":
+        return {}
+    if strategy != "mitogen":
+        raise ValueError(f"unknown strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
+    import ansible_mitogen.plugins.strategy as mitogen_strategies  # installed by requirements/tooling.txt
+
+    return {"ANSIBLE_STRATEGY_PLUGINS": mitogen_strategies.__path__[0], "ANSIBLE_STRATEGY": "mitogen_linear"}
+
+
+def _playbook(
+    step: str, playbook: Path, inventory: str, extra_vars: dict[str, Any], env: dict[str, str], log_file: Path
+) -> dict[str, Any]:
+    """Time one ansible-playbook run against the VM."""
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, str(playbook)]
+    argv += ["-e", json.dumps(extra_vars)]
+    run_env = {**os.environ, "ANSIBLE_CONFIG": str(paths.REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", **env}
     started = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=3600, check=False, cwd=paths.REPO)
+    done = subprocess.run(argv, capture_output=True, text=True, env=run_env, timeout=3600, check=False, cwd=paths.REPO)
     seconds = time.monotonic() - started
-    (logs / f"{name.replace(' ', '-')}.log").write_text(done.stdout + done.stderr)
+    log_file.write_text(done.stdout + done.stderr)
     if done.returncode != 0:
-        raise RuntimeError(f"{name}: ansible-playbook exited {done.returncode}; see {logs}")
+        raise RuntimeError(f"{step}: ansible-playbook {playbook.name} exited {done.returncode}; see {log_file}")
     counts = recap(done.stdout)
-    log(f"provision: {name}: {seconds:.1f} s, changed={counts['changed']}")
-    return {"name": name, "seconds": round(seconds, 1), **counts}
+    log(f"provision: {log_file.stem}: {seconds:.1f} s, changed={counts['changed']}")
+    return {"name": step, "seconds": round(seconds, 1), **counts}
 
 
-def _converge_steps(logs: Path) -> tuple[list[dict[str, Any]], str]:
-    """Boot the VM, time the three site.yml runs, stop the VM; also say where Meinheld came from."""
-    lab = [sys.executable, "-m", "lab"]
-    subprocess.run([*lab, "image", "build", DIST], check=True, stdout=subprocess.DEVNULL, cwd=paths.REPO)
-    app_dir = logs / "app"
+def _sequence(which: str, strategy: str, wheel: str | None, logs: Path) -> dict[str, Any]:
+    """A fresh VM, then the three steps of one playbook under one strategy; the VM is stopped at the end."""
+    label = f"{which}-{strategy}"
+    app_dir = logs / f"app-{label}"
     shutil.rmtree(app_dir, ignore_errors=True)
     shutil.copytree(paths.EXAMPLE_APP, app_dir, ignore=shutil.ignore_patterns("__pycache__"))
-    extra_vars = site_vars(app_dir, _wheel())
+    if which == "suite":
+        extra_vars = site_vars(app_dir, wheel)
+    elif wheel:
+        extra_vars = reference_vars(app_dir, wheel)
+    else:
+        return {"playbook": which, "strategy": strategy, "status": "not run: no controller-built Meinheld wheel"}
+    lab = [sys.executable, "-m", "lab"]
     started = time.monotonic()
     up = subprocess.run(
         [*lab, "up", VM, "--dist", DIST, "--cpus", "2", "--memory", "2G"],
@@ -112,23 +162,58 @@ def _converge_steps(logs: Path) -> tuple[list[dict[str, Any]], str]:
         cwd=paths.REPO,
     )
     state = json.loads(up.stdout)
-    booted = round(time.monotonic() - started, 1)
-    steps: list[dict[str, Any]] = [{"name": "lab VM boot to SSH (the lab, not the suite)", "seconds": booted}]
-    meinheld = "controller-built wheel" if "server_meinheld_source" in extra_vars else "compiled in the guest"
+    outcome: dict[str, Any] = {
+        "playbook": which,
+        "strategy": strategy,
+        "boot_s": round(time.monotonic() - started, 1),
+        "steps": [],
+    }
+    env = strategy_env(strategy)
+    playbook = PLAYBOOKS[which]
+    log(f"provision: {label}: {playbook.relative_to(paths.REPO)} on a fresh VM")
     try:
-        steps.append(_playbook("fresh converge", state["inventory"], extra_vars, logs))
-        steps.append(_playbook("idempotent rerun", state["inventory"], extra_vars, logs))
-        main_py = app_dir / "main.py"
-        greeting = "Hello World from Flask, deployed again"
-        main_py.write_text(main_py.read_text().replace('"Hello World from Flask"', f'"{greeting}"'))
-        steps.append(_playbook("code-only deploy", state["inventory"], extra_vars, logs))
-        status, body = _get(f"http://127.0.0.1:{state['http_port']}/")
-        if status != 200 or body != greeting:
-            raise RuntimeError(f"after the code-only deploy the VM answered {status} {body!r}, not {greeting!r}")
-        steps[-1]["verified"] = "serves the new code"
+        for step in STEPS:
+            if step == "code-only deploy":
+                main_py = app_dir / "main.py"
+                main_py.write_text(main_py.read_text().replace(f'"{GREETING}"', f'"{GREETING}, deployed again"'))
+            log_file = logs / f"{label}-{step.replace(' ', '-')}.log"
+            outcome["steps"].append(_playbook(step, playbook, state["inventory"], extra_vars, env, log_file))
+        answer = _await_greeting(f"http://127.0.0.1:{state['http_port']}/", f"{GREETING}, deployed again")
+        if answer is not None:
+            raise RuntimeError(f"{label}: after the code-only deploy the VM answered {answer}")
+        outcome["steps"][-1]["verified"] = "serves the new code"
     finally:
         subprocess.run([*lab, "down", VM], check=False, capture_output=True, cwd=paths.REPO)
-    return steps, meinheld
+    return outcome
+
+
+def verdicts(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target against the suite's figure under each strategy that ran, with the reference's beside it."""
+    by_key = {(r["playbook"], r["strategy"]): {s["name"]: s for s in r.get("steps", [])} for r in runs}
+    found = []
+    for strategy in STRATEGIES:
+        suite = by_key.get(("suite", strategy))
+        if suite is None:
+            continue
+        reference = by_key.get(("reference", strategy), {})
+        for step, target in TARGETS_S.items():
+            if step not in suite:
+                continue
+            mine = suite[step]
+            theirs = reference.get(step)
+            met = mine["seconds"] <= target and (step != "idempotent rerun" or mine["changed"] == 0)
+            found.append(
+                {
+                    "strategy": strategy,
+                    "step": step,
+                    "target_s": target,
+                    "seconds": mine["seconds"],
+                    "reference_s": theirs["seconds"] if theirs else None,
+                    "ratio": round(mine["seconds"] / theirs["seconds"], 2) if theirs else None,
+                    "met": met,
+                }
+            )
+    return found
 
 
 def _image_boot() -> dict[str, Any]:
@@ -170,27 +255,37 @@ def accelerator() -> str:
         return "unknown"
 
 
-def run() -> dict[str, Any]:
+def run(
+    strategies: tuple[str, ...] = STRATEGIES, playbooks: tuple[str, ...] = ("suite", "reference")
+) -> dict[str, Any]:
     """Run what can run; the result says what was measured, what was not, and why."""
+    unknown = [s for s in strategies if s not in STRATEGIES] + [p for p in playbooks if p not in PLAYBOOKS]
+    if unknown:
+        raise ValueError(
+            f"unknown strategy or playbook: {', '.join(unknown)} (strategies: {', '.join(STRATEGIES)}; "
+            f"playbooks: {', '.join(PLAYBOOKS)})"
+        )
     missing = missing_parts()
     if missing:
         return {"status": "not run", "reason": f"{', '.join(missing)} not in this checkout yet"}
     logs = paths.CACHE / "provision"
     logs.mkdir(parents=True, exist_ok=True)
     load_start = machine.loadavg()
-    steps, meinheld = _converge_steps(logs)
-    steps.append(_image_boot())
-    rerun = next(s for s in steps if s["name"] == "idempotent rerun")
+    subprocess.run(
+        [sys.executable, "-m", "lab", "image", "build", DIST], check=True, stdout=subprocess.DEVNULL, cwd=paths.REPO
+    )
+    wheel = _wheel()
+    runs = [_sequence(which, strategy, wheel, logs) for strategy in strategies for which in playbooks]
     return {
         "status": "ran",
         "date": machine.describe()["date"],
         "dist": DIST,
         "vm": "2 vCPUs, 2 GiB",
-        "meinheld": meinheld,
+        "meinheld": "controller-built wheel" if wheel else "compiled in the guest",
         "accelerator": accelerator(),
         "loadavg_start": load_start,
         "loadavg_end": machine.loadavg(),
-        "steps": steps,
-        "idempotent_rerun_target_s": IDEMPOTENT_TARGET_S,
-        "idempotent_rerun_met": rerun["seconds"] < IDEMPOTENT_TARGET_S and rerun["changed"] == 0,
+        "runs": runs,
+        "image_boot": _image_boot(),
+        "targets": verdicts(runs),
     }

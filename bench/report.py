@@ -195,26 +195,70 @@ def markdown(results: dict[str, Any], chart: str | None = "throughput.png") -> s
 
 
 def provision_lines(provision: dict[str, Any]) -> list[str]:
-    """The provisioning figures, or why they were not measured."""
+    """The provisioning figures side by side (suite, naive reference, ratio) per strategy, or why they were not run."""
     if provision.get("status") != "ran":
         return [f"Not run: {provision.get('reason', 'unknown reason')}"]
     lines = [
-        f"{provision.get('date', '')}: {provision.get('dist', '')} lab VM ({provision.get('vm', '')}), QEMU "
-        f"accelerator {provision.get('accelerator', 'unknown')}; load average at the start "
+        f"{provision.get('date', '')}: {provision.get('dist', '')} lab VM ({provision.get('vm', '')}), a fresh one per "
+        f"playbook and strategy, QEMU accelerator {provision.get('accelerator', 'unknown')}; load average at the start "
         + " / ".join(f"{v:.2f}" for v in provision.get("loadavg_start", []))
+        + ", at the end "
+        + " / ".join(f"{v:.2f}" for v in provision.get("loadavg_end", []))
         + (f"; Meinheld: {provision['meinheld']}" if "meinheld" in provision else ""),
         "",
-        "| step | seconds | changed tasks |",
-        "|---|--:|--:|",
+        "*suite*: playbooks/site.yml; *reference*: bench/reference.yml, a naive single play (same packages, venv, unit "
+        "and app; no checks, lock, releases or health gate). *changed*: changed tasks in the recap.",
     ]
-    for step in provision["steps"]:
-        changed = step.get("changed")
-        seconds = f"{step['seconds']:.1f}" if "seconds" in step else step.get("status", "not run")
-        lines.append(f"| {step['name']} | {seconds} | {'' if changed is None else changed} |")
-    if "idempotent_rerun_met" in provision:
-        verdict = "met" if provision["idempotent_rerun_met"] else "**not met**"
-        lines += [
-            "",
-            f"Idempotent rerun under {provision['idempotent_rerun_target_s']} s with nothing changed: {verdict}",
-        ]
+    runs = {(r["playbook"], r["strategy"]): r for r in provision.get("runs", [])}
+    for strategy in sorted({s for _, s in runs}, key=_strategy_order):
+        lines += ["", f"### {_STRATEGY_TITLES.get(strategy, strategy)}", ""]
+        lines += [_PROVISION_HEAD, "|---|--:|--:|--:|--:|--:|"]
+        suite, reference = runs.get(("suite", strategy), {}), runs.get(("reference", strategy), {})
+        for name in ("lab VM boot to SSH (the lab, not the suite)", *_step_names(suite, reference)):
+            mine, theirs = _step(suite, name), _step(reference, name)
+            ratio = f"{mine['seconds'] / theirs['seconds']:.2f}x" if "seconds" in mine and "seconds" in theirs else ""
+            lines.append(
+                f"| {name} | {_seconds(mine)} | {mine.get('changed', '')} | {_seconds(theirs)} | "
+                f"{theirs.get('changed', '')} | {ratio} |"
+            )
+    image = provision.get("image_boot")
+    if image:
+        lines += ["", f"{image['name']}: {_seconds(image)}"]
+    targets = provision.get("targets", [])
+    if targets:
+        lines += ["", "Targets for the suite (seconds, at most):", ""]
+        for t in targets:
+            verdict = "met" if t["met"] else "**not met**"
+            lines.append(
+                f"- {t['step']} <= {t['target_s']} s, {_STRATEGY_TITLES.get(t['strategy'], t['strategy'])}: "
+                f"{t['seconds']:.1f} s: {verdict}"
+            )
     return lines
+
+
+_PROVISION_HEAD = "| step | suite s | changed | reference s | changed | suite / reference |"
+_STRATEGY_TITLES = {"linear": "Ansible's linear strategy", "mitogen": "Mitogen's strategy (mitogen_linear)"}
+
+
+def _strategy_order(strategy: str) -> int:
+    return list(_STRATEGY_TITLES).index(strategy) if strategy in _STRATEGY_TITLES else len(_STRATEGY_TITLES)
+
+
+def _step_names(*runs: dict[str, Any]) -> list[str]:
+    names: list[str] = []
+    for run in runs:
+        names += [s["name"] for s in run.get("steps", []) if s["name"] not in names]
+    return names
+
+
+def _step(run: dict[str, Any], name: str) -> dict[str, Any]:
+    """One step of a run; the VM's boot is a step too. A run that did not run says why in every step."""
+    if "status" in run and "steps" not in run:
+        return {"status": run["status"]}
+    if name.startswith("lab VM boot"):
+        return {"seconds": run["boot_s"]} if "boot_s" in run else {}
+    return next((s for s in run.get("steps", []) if s["name"] == name), {})
+
+
+def _seconds(step: dict[str, Any]) -> str:
+    return f"{step['seconds']:.1f}" if "seconds" in step else step.get("status", "")

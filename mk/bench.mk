@@ -19,10 +19,13 @@ bench: ## throughput per core (suite vs uWSGI+nginx, Meinheld stock, Gunicorn, b
 bench-venvs: venv ## build the benchmark's venvs under .cache/bench/ (cached, keyed by the pins)
 	$(BIN)/python -m bench venvs
 
-bench-provision: ## provisioning times on a lab VM (converge, rerun, deploy, image boot) -> bench/results/
+# Extra arguments for `make bench-provision`, e.g. BENCH_PROVISION_ARGS="--strategies mitogen --playbooks suite".
+BENCH_PROVISION_ARGS ?=
+
+bench-provision: ## converge, rerun, deploy: site.yml vs bench/reference.yml, Ansible's and Mitogen's strategy (~40 min)
 	$(call apt_install,bench-provision,$(APT_BASE) $(LAB_PACKAGES))
 	@$(MAKE) --no-print-directory venv
-	$(BIN)/python -m bench provision
+	$(BIN)/python -m bench provision $(BENCH_PROVISION_ARGS)
 
 bench-render: venv ## rewrite bench/results/results.md and throughput.png from results.json
 	$(BIN)/python -m bench render

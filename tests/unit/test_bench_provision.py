@@ -41,3 +41,58 @@ def test_site_vars_hand_the_guest_the_controller_wheel(
 ) -> None:
     app = {"app_list": [{"name": "example", "source": "local", "path": str(tmp_path)}]}
     assert provision.site_vars(tmp_path, wheel) == {**app, **expected_extra}
+
+
+def _steps(converge: float, rerun: float, deploy: float, rerun_changed: int = 0) -> list[dict[str, object]]:
+    return [
+        {"name": "fresh converge", "seconds": converge, "changed": 37},
+        {"name": "idempotent rerun", "seconds": rerun, "changed": rerun_changed},
+        {"name": "code-only deploy", "seconds": deploy, "changed": 13},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("suite", "met"),
+    [
+        (_steps(300, 60, 120), [True, True, True]),
+        (_steps(300.1, 60.1, 120.1), [False, False, False]),
+        (_steps(100, 20, 20, rerun_changed=1), [True, False, True]),
+    ],
+)
+def test_verdicts_judge_the_suite_and_show_the_reference(suite: list[dict[str, object]], met: list[bool]) -> None:
+    runs = [
+        {"playbook": "suite", "strategy": "mitogen", "steps": suite},
+        {"playbook": "reference", "strategy": "mitogen", "steps": _steps(200, 40, 40)},
+    ]
+    found = provision.verdicts(runs)
+    assert [v["met"] for v in found] == met
+    assert [v["step"] for v in found] == ["fresh converge", "idempotent rerun", "code-only deploy"]
+    assert found[0]["reference_s"] == 200
+    assert found[0]["ratio"] == round(float(suite[0]["seconds"]) / 200, 2)
+
+
+def test_verdicts_skip_a_strategy_the_suite_did_not_run_under() -> None:
+    runs = [{"playbook": "reference", "strategy": "linear", "steps": _steps(1, 1, 1)}]
+    assert provision.verdicts(runs) == []
+
+
+def test_reference_vars_name_the_same_app_and_wheel(tmp_path: Path) -> None:
+    assert provision.reference_vars(tmp_path, "/cache/m.whl") == {
+        "reference_app": str(tmp_path),
+        "reference_wheel": "/cache/m.whl",
+    }
+
+
+def test_strategy_env_selects_mitogen_from_the_installed_package() -> None:
+    env = provision.strategy_env("mitogen")
+    assert env["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    assert (Path(env["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
+    assert provision.strategy_env("linear") == {}
+
+
+@pytest.mark.parametrize(("strategies", "playbooks"), [(("free",), ("suite",)), (("linear",), ("site",))])
+def test_unknown_strategy_or_playbook_is_refused_before_anything(
+    strategies: tuple[str, ...], playbooks: tuple[str, ...]
+) -> None:
+    with pytest.raises(ValueError, match="unknown strategy or playbook"):
+        provision.run(strategies, playbooks)

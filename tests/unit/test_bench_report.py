@@ -136,27 +136,52 @@ def test_provision_not_run_says_why() -> None:
     assert report.provision_lines({"status": "not run", "reason": "no lab"}) == ["Not run: no lab"]
 
 
-def test_provision_steps_table() -> None:
-    lines = report.provision_lines(
-        {"status": "ran", "steps": [{"name": "fresh converge", "seconds": 201.5, "changed": 40}]}
-    )
-    assert lines[-1] == "| fresh converge | 201.5 | 40 |"
+def _run(playbook: str, strategy: str, rerun_s: float, changed: int = 0) -> dict[str, object]:
+    return {
+        "playbook": playbook,
+        "strategy": strategy,
+        "boot_s": 20.0,
+        "steps": [{"name": "idempotent rerun", "seconds": rerun_s, "changed": changed}],
+    }
 
 
-def test_provision_step_not_run_and_the_rerun_target() -> None:
+def test_provision_puts_suite_and_reference_side_by_side_per_strategy() -> None:
     lines = report.provision_lines(
         {
             "status": "ran",
-            "steps": [
-                {"name": "idempotent rerun", "seconds": 42.0, "changed": 0},
-                {"name": "Packer image: boot to first 200", "status": "not run: no built image"},
+            "runs": [
+                _run("suite", "mitogen", 36.0),
+                _run("reference", "mitogen", 72.0),
+                _run("suite", "linear", 300.0),
+                {"playbook": "reference", "strategy": "linear", "status": "not run: no wheel"},
             ],
-            "idempotent_rerun_target_s": 60,
-            "idempotent_rerun_met": True,
         }
     )
-    assert "| Packer image: boot to first 200 | not run: no built image |  |" in lines
-    assert lines[-1] == "Idempotent rerun under 60 s with nothing changed: met"
+    linear, mitogen = (
+        lines.index("### Ansible's linear strategy"),
+        lines.index("### Mitogen's strategy (mitogen_linear)"),
+    )
+    assert linear < mitogen
+    assert lines[linear + 5] == "| idempotent rerun | 300.0 | 0 | not run: no wheel |  |  |"
+    assert lines[mitogen + 4] == "| lab VM boot to SSH (the lab, not the suite) | 20.0 |  | 20.0 |  | 1.00x |"
+    assert lines[mitogen + 5] == "| idempotent rerun | 36.0 | 0 | 72.0 | 0 | 0.50x |"
+
+
+def test_provision_targets_say_met_or_not() -> None:
+    lines = report.provision_lines(
+        {
+            "status": "ran",
+            "runs": [],
+            "targets": [
+                {"strategy": "mitogen", "step": "idempotent rerun", "target_s": 60, "seconds": 36.0, "met": True},
+                {"strategy": "linear", "step": "fresh converge", "target_s": 300, "seconds": 440.2, "met": False},
+            ],
+        }
+    )
+    assert lines[-2:] == [
+        "- idempotent rerun <= 60 s, Mitogen's strategy (mitogen_linear): 36.0 s: met",
+        "- fresh converge <= 300 s, Ansible's linear strategy: 440.2 s: **not met**",
+    ]
 
 
 def test_rotate_starts_each_round_at_the_next_stack() -> None:
