@@ -1,4 +1,4 @@
-"""The throughput patches (0011-0013), one interpreter at a time: what each removes per request, and that it does so
+"""The throughput patches (0011-0014), one interpreter at a time: what each removes per request, and that it does so
 without changing what a client or an app sees.
 
 Costs are counted with strace on the worker (syscalls per request do not depend on how loaded the machine is), so
@@ -258,3 +258,28 @@ def test_responses_of_one_poll_batch_are_written_together(stack: object, gunicor
     assert len(reads) == 8, f"expected the 8 requests to be read, saw {events}"
     between = [event for event in events[reads[0] : reads[-1]] if event == "write"]
     assert len(between) <= 1, f"{len(between)} answers written between the batch's reads: {events}"
+
+
+# --- 0014: no setsockopt per connection -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stack", [*patched(), _stock("3.11", "a TCP_NODELAY setsockopt on every accepted connection")], indirect=True
+)
+def test_new_connections_make_no_setsockopt(stack: object, gunicorn: object, tmp_path: Path) -> None:
+    """100 requests, each on a new connection (`Connection: close`): 100 accept4 and no setsockopt, and the
+    connections still have TCP_NODELAY (Linux copies it from the listening socket, where the worker sets it once).
+
+    Stock sets TCP_NODELAY on each accepted socket: one syscall per connection of the four or five it needs."""
+    server = gunicorn(stack)
+    worker = pid_of_worker(server)
+    with strace(worker, tmp_path / "accept.trace", "accept4,accept,setsockopt") as trace:
+        for _ in range(100):
+            assert server.get("/") == (200, b"Hello World from Meinheld\n")
+    lines = trace.read_text().splitlines()
+    accepted = [line for line in lines if re.match(r"accept4?\(", line) and "= -1" not in line]
+    setsockopt = [line for line in lines if line.startswith("setsockopt(")]
+    assert len(accepted) >= 100, f"expected the 100 connections to be accepted, saw {len(accepted)}"
+    assert not setsockopt, f"{len(setsockopt)} setsockopt calls for 100 connections, e.g. {setsockopt[:2]}"
+    status, body = server.get("/nodelay")
+    assert (status, body) == (200, b"1\n"), f"an accepted connection has TCP_NODELAY {body!r}, not 1"

@@ -6,6 +6,7 @@ Plain WSGI (no framework), so a test venv needs only Gunicorn, greenlet and the 
 import contextvars
 import json
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable
 from urllib.parse import parse_qs
@@ -25,7 +26,8 @@ def _param(environ: dict, name: str, default: float) -> float:
 
 
 def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-    """Route by path: / greets, /big sends MiB of data, /block holds the worker, /pid names the worker, /state shows
+    """Route by path: / greets, /big sends MiB of data, /block holds the worker, /pid names the worker, /nodelay tells
+    whether the connection has TCP_NODELAY, /state shows
     (and with ?set= leaves behind) per-request state, /error raises."""
     path = environ.get("PATH_INFO", "/")
     if path == "/state":
@@ -46,6 +48,10 @@ def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         body = b"blocked\n"
     elif path == "/pid":
         body = f"{os.getpid()}\n".encode()
+    elif path == "/nodelay":
+        # the connection's own socket, through a duplicate of its fd (closing the duplicate leaves it open)
+        with socket.socket(fileno=os.dup(environ["meinheld.client"].get_fd())) as conn:
+            body = f"{conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)}\n".encode()
     else:
         body = b"Hello World from Meinheld\n"
     start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))])
