@@ -8,7 +8,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import parse_qs
 
 import greenlet
@@ -25,10 +25,29 @@ def _param(environ: dict, name: str, default: float) -> float:
     return float(values[0]) if values else default
 
 
+class NoCloseBody:
+    """A response iterable without close(): counts how often the server looks for one (each failed lookup reaches
+    __getattr__), so a test can tell how many lookups a response costs."""
+
+    close_lookups = 0
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter([self.body])
+
+    def __getattr__(self, name: str) -> object:
+        if name == "close":
+            NoCloseBody.close_lookups += 1
+        raise AttributeError(name)
+
+
 def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-    """Route by path: / greets, /big sends MiB of data, /block holds the worker, /pid names the worker, /nodelay tells
-    whether the connection has TCP_NODELAY, /state shows
-    (and with ?set= leaves behind) per-request state, /error raises."""
+    """Route by path: / greets, /big sends MiB of data, /block holds the worker, /pid names the worker, /remote the
+    peer, /nodelay tells whether the connection has TCP_NODELAY, /no-close answers without close() and /close-lookups
+    counts how often the server looked for one, /state shows (and with ?set= leaves behind) per-request state,
+    /error raises."""
     path = environ.get("PATH_INFO", "/")
     if path == "/state":
         current = greenlet.getcurrent()
@@ -48,6 +67,14 @@ def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         body = b"blocked\n"
     elif path == "/pid":
         body = f"{os.getpid()}\n".encode()
+    elif path == "/no-close":
+        body = b"no close()\n"
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return NoCloseBody(body)
+    elif path == "/close-lookups":
+        body, NoCloseBody.close_lookups = f"{NoCloseBody.close_lookups}\n".encode(), 0
+    elif path == "/remote":
+        body = f"{environ['REMOTE_ADDR']} {environ['REMOTE_PORT']}\n".encode()
     elif path == "/nodelay":
         # the connection's own socket, through a duplicate of its fd (closing the duplicate leaves it open)
         with socket.socket(fileno=os.dup(environ["meinheld.client"].get_fd())) as conn:
