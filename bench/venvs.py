@@ -49,7 +49,13 @@ def key(name: str, python_version: str, files: list[Path], extra: str = "") -> s
 
 
 def _pip(python: Path, *args: str) -> None:
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args], check=True)
+    """Install into the venv, never from pip's wheel cache.
+
+    A cached uWSGI wheel built by another CPython 3.11 (a pyenv one, say) links that interpreter's libpython by its
+    runpath and then fails to import the venv's stdlib.
+    """
+    argv = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-cache-dir", *args]
+    subprocess.run(argv, check=True)
 
 
 def _has_make_target(target: str) -> bool:
