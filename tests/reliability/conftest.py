@@ -120,13 +120,19 @@ class Watcher:
 
         What a Ctrl-C or a lost connection does to a run, at a chosen point: between two of its tasks.
         """
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        run = subprocess.Popen(argv, cwd=REPO, start_new_session=True, **quiet)
-        try:
-            deadline = time.monotonic() + timeout
-            while self.run(condition).returncode != 0:
-                assert run.poll() is None, f"the run ended before this held on the host: {condition}"
-                assert time.monotonic() < deadline, f"not within {timeout} s: {condition}"
-            os.killpg(run.pid, signal.SIGKILL)
-        finally:
-            run.wait(timeout=60)
+        # The run's output goes to a file, not a pipe nobody reads: a run that ends on its own says why.
+        with tempfile.TemporaryFile(mode="w+") as output:
+            run = subprocess.Popen(argv, cwd=REPO, start_new_session=True, stdout=output, stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + timeout
+                while self.run(condition).returncode != 0:
+                    if run.poll() is not None:
+                        output.seek(0)
+                        tail = output.read()[-4000:]
+                        raise AssertionError(
+                            f"the run ended (rc {run.returncode}) before this held on the host: {condition}\n{tail}"
+                        )
+                    assert time.monotonic() < deadline, f"not within {timeout} s: {condition}"
+                os.killpg(run.pid, signal.SIGKILL)
+            finally:
+                run.wait(timeout=60)
