@@ -20,6 +20,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -223,17 +224,15 @@ def test_reused_greenlet_starts_each_request_clean(stack: object, gunicorn: obje
 # --- 0013: responses of a poll batch are written after its requests are read ------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "stack", [*patched(), _stock("3.11", "each response is written as its app returns")], indirect=True
-)
-def test_responses_of_one_poll_batch_are_written_together(stack: object, gunicorn: object, tmp_path: Path) -> None:
-    """Eight requests that become readable together (the loop was held by a blocking request) are read first and
-    answered after, back to back: at most one answer is written between the batch's first and last read.
+def _batch_events(stack: object, gunicorn: Any, tmp_path: Path, count: int) -> list[str]:
+    """The words "read" and "write" on ``count`` keep-alive connections whose requests became readable together.
 
-    Stock answers each request as its app returns (read, write, read, write, ...), waking the client per answer."""
+    A blocking request holds the worker while the others queue up in the kernel; the result is the order in which the
+    worker then read those requests and wrote their answers (strace), the blocker's own left out.
+    """
     server = gunicorn(stack, "--timeout", "60")
     worker = pid_of_worker(server)
-    conns = [KeepAlive(server) for _ in range(8)]
+    conns = [KeepAlive(server) for _ in range(count)]
     blocker = KeepAlive(server)
     try:
         for conn in conns:  # each connection now waits in the loop's read watch
@@ -251,14 +250,25 @@ def test_responses_of_one_poll_batch_are_written_together(stack: object, gunicor
             conn.close()
     lines = trace.read_text().splitlines()
     blocker_fd = next(m.group(1) for line in lines if (m := re.match(r'read\((\d+), "GET /block', line)))
-    # reads of a request and writes of an answer on the eight connections, in the order the worker made them
-    events = [
+    return [
         "read" if line.startswith("read(") else "write"
         for line in lines
         if (m := re.match(r"(?:read|writev?)\((\d+), ", line))
         and m.group(1) != blocker_fd
         and ("GET /" in line or "HTTP/1.1 200" in line)
     ]
+
+
+@pytest.mark.parametrize(
+    "stack", [*patched(), _stock("3.11", "each response is written as its app returns")], indirect=True
+)
+def test_responses_of_one_poll_batch_are_written_together(stack: object, gunicorn: object, tmp_path: Path) -> None:
+    """Eight requests that become readable together (the loop was held by a blocking request) are read first and
+    answered after, back to back: at most one answer is written between the batch's first and last read.
+
+    Stock answers each request as its app returns (read, write, read, write, ...), waking the client per answer."""
+    # reads of a request and writes of an answer on the eight connections, in the order the worker made them
+    events = _batch_events(stack, gunicorn, tmp_path, 8)
     reads = [i for i, event in enumerate(events) if event == "read"]
     assert len(reads) == 8, f"expected the 8 requests to be read, saw {events}"
     between = [event for event in events[reads[0] : reads[-1]] if event == "write"]
@@ -351,33 +361,7 @@ def test_a_large_poll_batch_is_answered_16_at_a_time(stack: object, gunicorn: ob
     groups of answers, not one write per read (what 0013 bought).
 
     With 0013 alone the worker read all 40 before writing any; stock writes each answer as its app returns."""
-    server = gunicorn(stack, "--timeout", "60")
-    worker = pid_of_worker(server)
-    conns = [KeepAlive(server) for _ in range(40)]
-    blocker = KeepAlive(server)
-    try:
-        for conn in conns:  # each connection now waits in the loop's read watch
-            assert conn.get("/")[0] == 200
-        with strace(worker, tmp_path / "batch.trace", "read,writev,write") as trace:
-            blocker.send("/block?seconds=1")
-            time.sleep(0.3)  # the worker sleeps inside the app; the next requests queue up in the kernel
-            for conn in conns:
-                conn.send("/")
-            for conn in conns:
-                assert conn.receive() == (200, b"Hello World from Meinheld\n")
-            assert blocker.receive()[0] == 200
-    finally:
-        for conn in [*conns, blocker]:
-            conn.close()
-    lines = trace.read_text().splitlines()
-    blocker_fd = next(m.group(1) for line in lines if (m := re.match(r'read\((\d+), "GET /block', line)))
-    events = "".join(
-        "r" if line.startswith("read(") else "w"
-        for line in lines
-        if (m := re.match(r"(?:read|writev?)\((\d+), ", line))
-        and m.group(1) != blocker_fd
-        and ("GET /" in line or "HTTP/1.1 200" in line)
-    )
+    events = "".join(event[0] for event in _batch_events(stack, gunicorn, tmp_path, 40))
     assert events.count("r") == 40, f"expected the 40 requests to be read, saw {events}"
     longest = max(len(run) for run in re.findall(r"r+", events))
     assert longest <= 16, f"{longest} requests read before their answers were written: {events}"
