@@ -5,6 +5,7 @@ installed copy outside the repository, with no ansible.cfg of ours in sight.
 from __future__ import annotations
 
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -85,3 +86,11 @@ def test_the_playbooks_run_from_the_installed_collection(installed: Path, tmp_pa
     result = run(argv, tmp_path, ANSIBLE_COLLECTIONS_PATH=str(installed))
     assert result.returncode == 0, result.stderr
     assert f"{FQCN}.app : " in result.stdout or f"{FQCN}.server : " in result.stdout
+
+
+def test_the_readme_installs_the_tarball_make_collection_builds() -> None:
+    """The quick start is copied by hand: a version bump in galaxy.yml that leaves it behind sends users to a file
+    `make collection` no longer builds."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(rf"{GALAXY['namespace']}-{GALAXY['name']}-([^\s/]+?)\.tar\.gz", readme))
+    assert named == {GALAXY["version"]}, named
