@@ -1,0 +1,286 @@
+#!/usr/bin/python
+"""Ansible module: put a set of small rendered files and their directories on the host in one module run.
+
+A loop of ``template`` or ``copy`` costs two module runs per file (a stat, then a copy or a file), each a Python start
+on the host: most of a rerun that changes nothing. The roles render on the controller (the ``template`` and ``file``
+lookups) and hand every file of one concern to this module, which compares, validates and writes them in one run.
+A record file can be written before the change that needs it (the restart or reload a stopped run must not lose).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shlex
+import stat
+import tempfile
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: host_files
+short_description: Write several small files and their directories in one module run
+description:
+  - Creates the directories, then compares each file's content, owner, group and mode with what is asked and writes
+    only those that differ, each through a temporary file in its own directory that C(validate) checks first and an
+    atomic rename.
+  - Before any file changes, writes the C(records) whose C(if_changed) names a file that is about to change (or that
+    have C(always)), so that a run stopped after the change still leaves the reload or restart it needs on the host.
+  - In check mode it reports what it would change and writes nothing.
+options:
+  dirs:
+    description: Directories to create (not their parents), each C(path), C(owner), C(group), C(mode).
+    type: list
+    elements: dict
+    default: []
+  files:
+    description:
+      - Files to write, each C(dest), C(content) (text) or C(src) (a file on the host to copy), C(owner), C(group),
+        C(mode), and optionally C(validate) (a command with C(%s) for the candidate file), C(diff) (false keeps the
+        content out of C(--diff) output) and C(tag) (a name reported in C(changed_tags) when the file changes).
+    type: list
+    elements: dict
+    default: []
+  tree:
+    description:
+      - A directory of files given as C(dest) (the directory), C(files) (relative path -> content), C(owner),
+        C(group), C(mode) (the files') and C(dir_mode) (the directories', C(dest) included); added to C(dirs) and
+        C(files). Files already there and not named are left alone.
+    type: dict
+  records:
+    description:
+      - Files written (root, 0600) before any of C(files) changes, each C(path), C(content), and C(if_changed) (the
+        dests whose change needs it) or C(always).
+    type: list
+    elements: dict
+    default: []
+author: gunicorn-suite
+"""
+
+EXAMPLES = r"""
+- name: Install the template units
+  wsgiops.meinheld_gunicorn.host_files:
+    files:
+      - dest: /etc/systemd/system/gunicorn@.service
+        content: "{{ lookup('ansible.builtin.template', 'gunicorn@.service.j2') }}"
+        owner: root
+        group: root
+        mode: "0644"
+"""
+
+RETURN = r"""
+changed_files:
+  description: The dests whose content or attributes changed (or would change, in check mode), in the order given.
+  type: list
+  elements: str
+  returned: always
+changed_dirs:
+  description: The directories created or whose attributes changed.
+  type: list
+  elements: str
+  returned: always
+changed_tags:
+  description: The tags of the files in C(changed_files), each once.
+  type: list
+  elements: str
+  returned: always
+records:
+  description: The records written before the change.
+  type: list
+  elements: str
+  returned: always
+"""
+
+
+def _uid(owner: str) -> int:
+    return pwd.getpwnam(owner).pw_uid
+
+
+def _gid(group: str) -> int:
+    return grp.getgrnam(group).gr_gid
+
+
+def attributes_differ(path: str, owner: str, group: str, mode: str) -> bool:
+    """Whether the existing PATH differs from the owner, group and (octal) mode asked for; a missing one does."""
+    try:
+        found = os.lstat(path)
+        return found.st_uid != _uid(owner) or found.st_gid != _gid(group) or stat.S_IMODE(found.st_mode) != int(mode, 8)
+    except (FileNotFoundError, KeyError):  # KeyError: an account that a check run has not created
+        return True
+
+
+def read_text(path: str) -> str | None:
+    """The current content of PATH, None when there is none (or it is not a regular file)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", "surrogateescape")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def changed_files(files: Iterable[Mapping[str, Any]], current: Mapping[str, str | None]) -> list[str]:
+    """The dests of FILES whose content, owner, group or mode differ from what is asked.
+
+    CURRENT maps each dest to its text, None when it is missing.
+    """
+    return [
+        f["dest"]
+        for f in files
+        if current.get(f["dest"]) != f["content"] or attributes_differ(f["dest"], f["owner"], f["group"], f["mode"])
+    ]
+
+
+def due_records(records: Iterable[Mapping[str, Any]], changing: Iterable[str]) -> list[Mapping[str, Any]]:
+    """The RECORDS to write before a change of the dests in CHANGING: those marked always, or naming one of them."""
+    changing = set(changing)
+    return [r for r in records if r.get("always") or changing & set(r.get("if_changed") or [])]
+
+
+def _write(module: AnsibleModule, dest: str, content: str, owner: str, group: str, mode: str, validate: str) -> None:
+    """Write CONTENT to DEST through a validated temporary file beside it and an atomic rename."""
+    fd, candidate = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=f".{os.path.basename(dest)}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content.encode("utf-8", "surrogateescape"))
+        os.chown(candidate, _uid(owner), _gid(group))
+        os.chmod(candidate, int(mode, 8))
+        if validate:
+            if "%s" not in validate:
+                module.fail_json(msg=f"{dest}: validate must contain %s, got {validate!r}")
+            rc, out, err = module.run_command(shlex.split(validate.replace("%s", shlex.quote(candidate))))
+            if rc != 0:
+                module.fail_json(msg=f"{dest}: failed validation (exit {rc}): {(err or out).strip()}", rc=rc)
+        os.replace(candidate, dest)
+    finally:
+        if os.path.exists(candidate):
+            os.unlink(candidate)
+
+
+def _ensure_dir(module: AnsibleModule, spec: Mapping[str, Any]) -> bool:
+    """Create SPEC's directory or fix its owner, group and mode; whether anything was (or would be) changed."""
+    path = spec["path"]
+    if os.path.isdir(path) and not os.path.islink(path):
+        if not attributes_differ(path, spec["owner"], spec["group"], spec["mode"]):
+            return False
+    elif os.path.lexists(path):
+        module.fail_json(msg=f"{path}: exists and is not a directory")
+    if not module.check_mode:
+        if not os.path.isdir(path):
+            os.mkdir(path, 0o700)
+        os.chown(path, _uid(spec["owner"]), _gid(spec["group"]))
+        os.chmod(path, int(spec["mode"], 8))
+    return True
+
+
+def tree_entries(tree: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The dirs and files of a TREE ({dest, files: {relative path: content}, owner, group, mode, dir_mode}).
+
+    Every directory on the way to a file comes first, parents before children, then the files in path order.
+    """
+    base = tree["dest"].rstrip("/")
+    owner, group = tree["owner"], tree["group"]
+    rels = sorted(tree.get("files") or {})
+    for rel in rels:
+        if rel.startswith("/") or ".." in rel.split("/"):
+            raise ValueError(f"tree: {rel!r} is not a relative path inside {base}")
+    parents = sorted({"/".join(rel.split("/")[:depth]) for rel in rels for depth in range(1, rel.count("/") + 1)})
+    dirs = [{"path": base, "owner": owner, "group": group, "mode": tree["dir_mode"]}] + [
+        {"path": f"{base}/{parent}", "owner": owner, "group": group, "mode": tree["dir_mode"]} for parent in parents
+    ]
+    files = [
+        {"dest": f"{base}/{rel}", "content": tree["files"][rel], "owner": owner, "group": group, "mode": tree["mode"]}
+        for rel in rels
+    ]
+    return dirs, files
+
+
+def _check_spec(module: AnsibleModule, kind: str, entries: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
+    """Fail with the entry and the key when an entry lacks one, or names an owner or group the host does not have."""
+    for entry in entries:
+        where = entry.get("dest") or entry.get("path")
+        for key in keys:
+            if entry.get(key) in (None, ""):
+                module.fail_json(msg=f"{kind}: {key!r} is required, got {entry.get(key)!r} in {where}")
+        for key, lookup in (("owner", _uid), ("group", _gid)):
+            if key in keys and not module.check_mode:  # a check run may not have created the account
+                try:
+                    lookup(entry[key])
+                except KeyError:
+                    module.fail_json(msg=f"{kind}: no {key} {entry[key]!r} on the host for {where}")
+
+
+def main() -> None:
+    """Create the dirs, write the due records, then the changed files; report what changed."""
+    module = AnsibleModule(
+        argument_spec={
+            "dirs": {"type": "list", "elements": "dict", "default": []},
+            "files": {"type": "list", "elements": "dict", "default": []},
+            "tree": {"type": "dict"},
+            "records": {"type": "list", "elements": "dict", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    dirs, files, records = module.params["dirs"], module.params["files"], module.params["records"]
+    if module.params["tree"]:
+        tree = module.params["tree"]
+        _check_spec(module, "tree", [tree], ("dest", "owner", "group", "mode", "dir_mode"))
+        try:
+            tree_dirs, tree_files = tree_entries(tree)
+        except ValueError as error:
+            module.fail_json(msg=str(error))
+        dirs, files = dirs + tree_dirs, files + tree_files
+    _check_spec(module, "dirs", dirs, ("path", "owner", "group", "mode"))
+    _check_spec(module, "files", files, ("dest", "owner", "group", "mode"))
+    _check_spec(module, "records", records, ("path",))
+    for f in files:
+        if f.get("src"):
+            f["content"] = read_text(f["src"])
+            if f["content"] is None:
+                module.fail_json(msg=f"{f['dest']}: its source {f['src']} is not a file on the host")
+        f["content"] = "" if f.get("content") is None else str(f["content"])
+
+    changed_dirs = [spec["path"] for spec in dirs if _ensure_dir(module, spec)]
+    current = {f["dest"]: read_text(f["dest"]) for f in files}
+    changing = changed_files(files, current)
+    written = []
+    for record in due_records(records, changing):
+        written.append(record["path"])
+        if not module.check_mode:
+            _write(module, record["path"], str(record.get("content") or ""), "root", "root", "0600", "")
+    diff = []
+    for f in files:
+        if f["dest"] not in changing:
+            continue
+        if f.get("diff", True):
+            diff.append(
+                {
+                    "before_header": f["dest"],
+                    "after_header": f["dest"],
+                    "before": current[f["dest"]] or "",
+                    "after": f["content"],
+                }
+            )
+        if module.check_mode:
+            continue
+        if current[f["dest"]] == f["content"]:  # attributes only
+            os.chown(f["dest"], _uid(f["owner"]), _gid(f["group"]))
+            os.chmod(f["dest"], int(f["mode"], 8))
+        else:
+            _write(module, f["dest"], f["content"], f["owner"], f["group"], f["mode"], f.get("validate") or "")
+    result: dict[str, Any] = {
+        "changed": bool(changed_dirs or changing or written),
+        "changed_files": changing,
+        "changed_dirs": changed_dirs,
+        "changed_tags": list(dict.fromkeys(f["tag"] for f in files if f["dest"] in changing and f.get("tag"))),
+        "records": written,
+    }
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""plugins/modules/host_files.py: several files in one module run, records before the change, nothing in check mode.
+
+The module runs for real (a subprocess with its arguments file, as Ansible starts it) on files under tmp_path; the
+tests run as root on these machines, so owner and group are root's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.conftest import load_module
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE = REPO / "plugins" / "modules" / "host_files.py"
+
+
+@pytest.fixture(scope="module")
+def host_files() -> ModuleType:
+    return load_module(MODULE)
+
+
+def run(tmp_path: Path, check: bool = False, diff: bool = False, **args: Any) -> dict[str, Any]:
+    """Run the module with ARGS the way Ansible does (an arguments file) and return its JSON result."""
+    args_file = tmp_path / "args.json"
+    args_file.write_text(
+        json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check, "_ansible_diff": diff}})
+    )
+    done = subprocess.run([sys.executable, str(MODULE), str(args_file)], capture_output=True, text=True, check=False)
+    return json.loads(done.stdout)
+
+
+def spec(dest: Path, content: str, mode: str = "0644", **more: Any) -> dict[str, Any]:
+    return {"dest": str(dest), "content": content, "owner": "root", "group": "root", "mode": mode, **more}
+
+
+@pytest.mark.parametrize(
+    ("records", "changing", "due"),
+    [
+        ([{"path": "r", "if_changed": ["a"]}], ["a"], ["r"]),
+        ([{"path": "r", "if_changed": ["a"]}], ["b"], []),
+        ([{"path": "r", "if_changed": ["a"]}], [], []),
+        ([{"path": "r", "always": True}], [], ["r"]),
+        ([{"path": "r", "if_changed": ["a", "b"]}, {"path": "s", "if_changed": ["c"]}], ["b", "c"], ["r", "s"]),
+    ],
+)
+def test_a_record_is_due_when_a_file_it_names_changes(
+    host_files: ModuleType, records: list[dict[str, Any]], changing: list[str], due: list[str]
+) -> None:
+    assert [r["path"] for r in host_files.due_records(records, changing)] == due
+
+
+def test_a_tree_makes_its_directories_parents_first(host_files: ModuleType) -> None:
+    dirs, files = host_files.tree_entries(
+        {
+            "dest": "/b/",
+            "files": {"x/y/z.txt": "1", "a.py": "2", "x/w": "3"},
+            "owner": "root",
+            "group": "g",
+            "mode": "0644",
+            "dir_mode": "0755",
+        }
+    )
+    assert [d["path"] for d in dirs] == ["/b", "/b/x", "/b/x/y"]
+    assert {d["mode"] for d in dirs} == {"0755"}
+    assert [(f["dest"], f["content"], f["group"]) for f in files] == [
+        ("/b/a.py", "2", "g"),
+        ("/b/x/w", "3", "g"),
+        ("/b/x/y/z.txt", "1", "g"),
+    ]
+
+
+@pytest.mark.parametrize("rel", ["../etc/passwd", "/etc/passwd", "a/../../b"])
+def test_a_tree_refuses_a_path_out_of_it(host_files: ModuleType, rel: str) -> None:
+    with pytest.raises(ValueError, match="not a relative path"):
+        host_files.tree_entries({"dest": "/b", "files": {rel: ""}, "owner": "root", "group": "root", "mode": "0644"})
+
+
+def test_writes_the_files_that_differ_and_only_those(tmp_path: Path) -> None:
+    same, other, new = tmp_path / "same", tmp_path / "other", tmp_path / "sub" / "new"
+    same.write_text("kept\n")
+    same.chmod(0o644)
+    other.write_text("old\n")
+    other.chmod(0o644)
+    result = run(
+        tmp_path,
+        dirs=[{"path": str(tmp_path / "sub"), "owner": "root", "group": "root", "mode": "0750"}],
+        files=[spec(same, "kept\n"), spec(other, "new\n", mode="0600"), spec(new, "")],
+    )
+    assert result["changed"] is True
+    assert result["changed_files"] == [str(other), str(new)]
+    assert result["changed_dirs"] == [str(tmp_path / "sub")]
+    assert other.read_text() == "new\n" and stat.S_IMODE(other.stat().st_mode) == 0o600
+    assert new.read_text() == "" and stat.S_IMODE((tmp_path / "sub").stat().st_mode) == 0o750
+    again = run(tmp_path, files=[spec(same, "kept\n"), spec(other, "new\n", mode="0600"), spec(new, "")])
+    assert again["changed"] is False and again["changed_files"] == []
+
+
+def test_a_mode_change_alone_is_a_change(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_text("x")
+    target.chmod(0o600)
+    assert run(tmp_path, files=[spec(target, "x", mode="0644")])["changed_files"] == [str(target)]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644 and target.read_text() == "x"
+
+
+def test_records_are_written_before_the_change_and_only_when_due(tmp_path: Path) -> None:
+    target = tmp_path / "unit"
+    target.write_text("old")
+    target.chmod(0o644)
+    records = [
+        {"path": str(tmp_path / "restart"), "content": "restart\n", "if_changed": [str(target)]},
+        {"path": str(tmp_path / "reload"), "content": "reload\n", "if_changed": [str(tmp_path / "elsewhere")]},
+    ]
+    # A validation that fails after the record was written: the record stays (the next run does the restart), the
+    # file keeps its old content.
+    failed = run(tmp_path, files=[spec(target, "new", validate="false %s")], records=records)
+    assert failed.get("failed") is True and "failed validation" in failed["msg"] and str(target) in failed["msg"]
+    assert target.read_text() == "old"
+    assert (tmp_path / "restart").read_text() == "restart\n"
+    assert stat.S_IMODE((tmp_path / "restart").stat().st_mode) == 0o600
+    assert not (tmp_path / "reload").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".unit.")]  # no candidate left behind
+    done = run(tmp_path, files=[spec(target, "new", validate="grep -q new %s")], records=records)
+    assert done["records"] == [str(tmp_path / "restart")] and target.read_text() == "new"
+
+
+def test_check_mode_reports_and_writes_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_text("old")
+    result = run(
+        tmp_path,
+        check=True,
+        diff=True,
+        dirs=[{"path": str(tmp_path / "d"), "owner": "root", "group": "root", "mode": "0755"}],
+        files=[spec(target, "new"), spec(tmp_path / "quiet", "secret", diff=False)],
+        records=[{"path": str(tmp_path / "rec"), "always": True}],
+    )
+    assert result["changed"] is True
+    assert result["changed_files"] == [str(target), str(tmp_path / "quiet")]
+    assert target.read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["args.json", "f"]
+    assert result["diff"] == [
+        {"before_header": str(target), "after_header": str(target), "before": "old", "after": "new"}
+    ]
+
+
+def test_a_missing_owner_is_named(tmp_path: Path) -> None:
+    result = run(tmp_path, files=[{**spec(tmp_path / "f", "x"), "group": "no-such-group-here"}])
+    assert result.get("failed") is True and "no group 'no-such-group-here'" in result["msg"]
+    assert not (tmp_path / "f").exists()
+
+
+def test_a_file_can_come_from_the_host_and_its_change_is_tagged(tmp_path: Path) -> None:
+    recorded, live = tmp_path / "recorded.env", tmp_path / "live.env"
+    recorded.write_text("PORT=8000\n")
+    live.write_text("PORT=80\n")
+    live.chmod(0o640)
+    files = [spec(live, "", mode="0640", src=str(recorded), tag="env"), spec(tmp_path / "l", "x", tag="socket")]
+    (tmp_path / "l").write_text("x")
+    (tmp_path / "l").chmod(0o644)
+    result = run(tmp_path, files=files)
+    assert result["changed_tags"] == ["env"] and live.read_text() == "PORT=8000\n"
+    gone = run(tmp_path, files=[spec(live, "", src=str(tmp_path / "pruned.env"))])
+    assert gone.get("failed") is True and "pruned.env is not a file on the host" in gone["msg"]
