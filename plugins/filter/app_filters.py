@@ -763,15 +763,6 @@ def app_pending_paths(apps: list[Mapping[str, Any]]) -> list[str]:
     return [app_pending_path(app, kind) for app in apps for kind in PENDING_STATES]
 
 
-def app_pending_record(plan: list[Mapping[str, str]], apps: list[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """The records to write before the changes of a plan: [{name, kind, path}], one per planned action."""
-    by_name = {app["name"]: app for app in apps}
-    return [
-        {"name": step["name"], "kind": step["kind"], "path": app_pending_path(by_name[step["name"]], step["kind"])}
-        for step in plan
-    ]
-
-
 def app_unused_venvs(listings: list[Mapping[str, Any]], venvs: Mapping[str, Mapping[str, str]]) -> list[str]:
     """The venv directories no kept release records and no app serves from: what pruning removes.
 
@@ -816,7 +807,6 @@ class FilterModule:
             "app_pending_found": app_pending_found,
             "app_record_paths": app_record_paths,
             "app_serving_unrecorded": app_serving_unrecorded,
-            "app_pending_record": app_pending_record,
             "app_unused_venvs": app_unused_venvs,
             "app_venv_key": app_venv_key,
             "app_venv": app_venv,

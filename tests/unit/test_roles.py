@@ -589,17 +589,14 @@ def test_a_new_venv_restarts_and_a_stopped_run_s_records_are_applied(
 
 
 def test_pending_records_round_trip_through_their_file_names(filters: ModuleType) -> None:
-    """What plan.yml writes before a change is what links.yml's find reads back in the next run."""
+    """What settings.yml writes before a change is what links.yml's find reads back in the next run."""
     (web,) = filters.app_normalize([app()], "/", "/srv")
-    plan = filters.app_plan([web], {"env": ["web"]}, NO_STACK_CHANGE)
-    (record,) = filters.app_pending_record(plan, [web])
-    assert record["path"] == "/srv/web/.wsgiops-pending-restart"
-    found = [{"item": web, "files": [{"path": record["path"]}, {"path": "/srv/web/app/.wsgiops-env"}]}]
+    path = filters.app_pending_path(web, "restart")
+    assert path == "/srv/web/.wsgiops-pending-restart"
+    found = [{"item": web, "files": [{"path": path}, {"path": "/srv/web/app/.wsgiops-env"}]}]
     assert filters.app_pending(found) == {"pending_socket": [], "pending_restart": ["web"], "pending_reload": []}
-    assert filters.app_pending_found(found) == [record["path"]]
-    assert record["path"] in filters.app_pending_paths([web])
-    with pytest.raises(ValueError, match="no pending record of kind 'stop'"):
-        filters.app_pending_path(web, "stop")
+    assert filters.app_pending_found(found) == [path]
+    assert path in filters.app_pending_paths([web])
 
 
 @pytest.mark.parametrize(
