@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from types import ModuleType
 from unittest import mock
@@ -12,6 +13,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = REPO / "roles" / "server" / "files"  # files/ at the top links here
+# The checkout as the collection (collections/ links back to it): the modules import their module_utils the way
+# Ansible resolves them, ansible_collections.wsgiops.meinheld_gunicorn.plugins.module_utils.
+sys.path.insert(0, str(REPO / "collections"))
 
 
 def load_module(path: Path, env: dict[str, str] | None = None, name: str | None = None) -> ModuleType:

@@ -31,7 +31,7 @@ def filters() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def listeners_module() -> ModuleType:
-    return load_module(REPO / "plugins" / "modules" / "gunicorn_listeners.py")
+    return load_module(REPO / "plugins" / "module_utils" / "listeners.py")
 
 
 def app(**fields: object) -> dict[str, object]:

@@ -1,0 +1,106 @@
+"""plugins/modules/app_host_facts.py: the one read of the host the app role plans from, in the shapes it used to get
+from ansible.builtin.stat, find and getent (the role's filters read them unchanged)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, load_module
+
+MODULE = REPO / "plugins" / "modules" / "app_host_facts.py"
+
+
+@pytest.fixture(scope="module")
+def facts() -> ModuleType:
+    return load_module(MODULE)
+
+
+def run(tmp_path: Path, **args: Any) -> dict[str, Any]:
+    """Run the module as Ansible does (an arguments file), with the checkout importable as the collection."""
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "collections")}
+    done = subprocess.run(
+        [sys.executable, str(MODULE), str(args_file)], capture_output=True, text=True, check=False, env=env
+    )
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """An apps root with a served app (web), one mid-migration (old: code in a directory), and a stranger's dir."""
+    srv = tmp_path / "srv"
+    (srv / "web" / "releases" / "r1").mkdir(parents=True)
+    (srv / "web" / ".wsgiops-app").write_text("")
+    (srv / "web" / "app").symlink_to("releases/r1")
+    (srv / "web" / "venv").symlink_to("venvs/abc")
+    (srv / "web" / ".wsgiops-pending-restart").write_text("restart\n")
+    (srv / "web" / "releases" / "r1" / ".wsgiops-env").write_text("")
+    (srv / "web" / "releases" / "r1" / "main.py").write_text("")
+    (srv / "old" / "app").mkdir(parents=True)
+    (srv / "old" / ".wsgiops-app").mkdir()  # a directory named like the marker is no marker
+    (srv / "other").mkdir()
+    (srv / "link-to-dir").symlink_to("other")
+    return srv
+
+
+def test_reads_links_records_and_marked_directories(tmp_path: Path, root: Path) -> None:
+    result = run(
+        tmp_path,
+        apps_root=str(root),
+        marker=".wsgiops-app",
+        names=["web", "old", "new", "../etc", "bad name"],
+        found=[".wsgiops-pending-*", ".wsgiops-env", ".wsgiops-venv"],
+    )
+    assert result["changed"] is False
+    assert result["root_dirs"] == ["old", "other", "web"]
+    assert result["root_markers"] == ["web"]
+    assert set(result["apps"]) == {"web", "old", "new"}  # not a path, not a name with a space
+    web = result["apps"]["web"]
+    assert web["link"] == {
+        "exists": True,
+        "path": f"{root}/web/app",
+        "islnk": True,
+        "isdir": False,
+        "lnk_target": "releases/r1",
+    }
+    assert web["venv"]["lnk_target"] == "venvs/abc"
+    assert [entry["path"] for entry in web["found"]] == [
+        f"{root}/web/.wsgiops-pending-restart",
+        f"{root}/web/app/.wsgiops-env",
+    ]
+    old = result["apps"]["old"]
+    assert old["link"]["isdir"] is True and old["link"]["islnk"] is False and "lnk_target" not in old["link"]
+    assert result["apps"]["new"]["link"] == {"exists": False} and result["apps"]["new"]["found"] == []
+    assert result["passwd"]["root"][4] == "/root" and "root" in result["group"]
+    assert isinstance(result["listeners"], list)
+
+
+@pytest.mark.parametrize(
+    ("show", "expected"),
+    [
+        (
+            "Id=gunicorn@web.socket\nActiveState=active\nUnitFileState=enabled\n\n"
+            "Id=gunicorn@web.service\nActiveState=activating\nUnitFileState=disabled\n",
+            {
+                "gunicorn@web.socket": {"active": True, "enabled": True},
+                "gunicorn@web.service": {"active": False, "enabled": False},
+            },
+        ),
+        (
+            "Id=gunicorn@a.service\nActiveState=active\nUnitFileState=enabled-runtime\n",
+            {"gunicorn@a.service": {"active": True, "enabled": True}},
+        ),
+        ("", {}),
+    ],
+)
+def test_unit_states_say_what_needs_a_start(facts: ModuleType, show: str, expected: dict[str, Any]) -> None:
+    assert facts.unit_states(show) == expected
