@@ -44,6 +44,14 @@ options:
     type: list
     elements: dict
     default: []
+  links:
+    description:
+      - Symbolic links to point, after the files, in the order given, each C(dest), C(src) (the target, as the link
+        will hold it), C(owner), C(group); a link that points elsewhere is replaced by one atomic rename. A C(dest)
+        that is something other than a link is refused, and so is a target that does not exist (outside check mode).
+    type: list
+    elements: dict
+    default: []
   tree:
     description:
       - A directory of files given as C(dest) (the directory), C(files) (relative path -> content), C(owner),
@@ -79,6 +87,11 @@ changed_files:
   returned: always
 changed_dirs:
   description: The directories created or whose attributes changed.
+  type: list
+  elements: str
+  returned: always
+changed_links:
+  description: The dests of the links that were (or would be) pointed anew.
   type: list
   elements: str
   returned: always
@@ -159,6 +172,28 @@ def _write(module: AnsibleModule, dest: str, content: str, owner: str, group: st
             os.unlink(candidate)
 
 
+def _ensure_link(module: AnsibleModule, spec: Mapping[str, Any]) -> bool:
+    """Point SPEC's link at its target (replacing one that points elsewhere); whether it was (or would be) changed."""
+    dest, target = spec["dest"], spec["src"]
+    if os.path.lexists(dest) and not os.path.islink(dest):
+        module.fail_json(msg=f"{dest}: exists and is not a symbolic link, refusing to replace it with one to {target}")
+    if os.path.islink(dest) and os.readlink(dest) == target:
+        found = os.lstat(dest)
+        if found.st_uid == _uid(spec["owner"]) and found.st_gid == _gid(spec["group"]):
+            return False
+    if module.check_mode:
+        return True
+    if not os.path.exists(os.path.join(os.path.dirname(dest), target)):
+        module.fail_json(msg=f"{dest}: its target {target} does not exist")
+    candidate = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.{os.getpid()}.link")
+    if os.path.lexists(candidate):
+        os.unlink(candidate)
+    os.symlink(target, candidate)
+    os.lchown(candidate, _uid(spec["owner"]), _gid(spec["group"]))
+    os.replace(candidate, dest)
+    return True
+
+
 def _ensure_dir(module: AnsibleModule, spec: Mapping[str, Any]) -> bool:
     """Create SPEC's directory or fix its owner, group and mode; whether anything was (or would be) changed."""
     path = spec["path"]
@@ -213,11 +248,12 @@ def _check_spec(module: AnsibleModule, kind: str, entries: list[dict[str, Any]],
 
 
 def main() -> None:
-    """Create the dirs, write the due records, then the changed files; report what changed."""
+    """Create the dirs, write the due records, then the changed files, then point the links; report what changed."""
     module = AnsibleModule(
         argument_spec={
             "dirs": {"type": "list", "elements": "dict", "default": []},
             "files": {"type": "list", "elements": "dict", "default": []},
+            "links": {"type": "list", "elements": "dict", "default": []},
             "tree": {"type": "dict"},
             "records": {"type": "list", "elements": "dict", "default": []},
         },
@@ -235,6 +271,7 @@ def main() -> None:
     _check_spec(module, "dirs", dirs, ("path", "owner", "group", "mode"))
     _check_spec(module, "files", files, ("dest", "owner", "group", "mode"))
     _check_spec(module, "records", records, ("path",))
+    _check_spec(module, "links", module.params["links"], ("dest", "src", "owner", "group"))
     for f in files:
         if f.get("src"):
             f["content"] = read_text(f["src"])
@@ -270,8 +307,10 @@ def main() -> None:
             os.chmod(f["dest"], int(f["mode"], 8))
         else:
             _write(module, f["dest"], f["content"], f["owner"], f["group"], f["mode"], f.get("validate") or "")
+    changed_links = [spec["dest"] for spec in module.params["links"] if _ensure_link(module, spec)]
     result: dict[str, Any] = {
-        "changed": bool(changed_dirs or changing or written),
+        "changed": bool(changed_dirs or changing or written or changed_links),
+        "changed_links": changed_links,
         "changed_files": changing,
         "changed_dirs": changed_dirs,
         "changed_tags": list(dict.fromkeys(f["tag"] for f in files if f["dest"] in changing and f.get("tag"))),

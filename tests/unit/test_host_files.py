@@ -171,3 +171,34 @@ def test_a_file_can_come_from_the_host_and_its_change_is_tagged(tmp_path: Path) 
     assert result["changed_tags"] == ["env"] and live.read_text() == "PORT=8000\n"
     gone = run(tmp_path, files=[spec(live, "", src=str(tmp_path / "pruned.env"))])
     assert gone.get("failed") is True and "pruned.env is not a file on the host" in gone["msg"]
+
+
+def test_links_move_in_order_and_only_when_they_point_elsewhere(tmp_path: Path) -> None:
+    (tmp_path / "releases" / "a").mkdir(parents=True)
+    (tmp_path / "releases" / "b").mkdir()
+    link = tmp_path / "app"
+    link.symlink_to("releases/a")
+    links = [{"dest": str(link), "src": "releases/b", "owner": "root", "group": "root"}]
+    assert run(tmp_path, check=True, links=links)["changed_links"] == [str(link)]
+    assert os.readlink(link) == "releases/a"  # check mode moved nothing
+    assert run(tmp_path, links=links)["changed_links"] == [str(link)]
+    assert os.readlink(link) == "releases/b"
+    assert run(tmp_path, links=links)["changed"] is False
+
+
+@pytest.mark.parametrize(
+    ("existing", "target", "message"),
+    [
+        ("dir", "releases/a", "is not a symbolic link"),
+        ("none", "releases/gone", "its target releases/gone does not exist"),
+    ],
+)
+def test_a_link_is_refused_over_a_directory_or_to_nothing(
+    tmp_path: Path, existing: str, target: str, message: str
+) -> None:
+    (tmp_path / "releases" / "a").mkdir(parents=True)
+    if existing == "dir":
+        (tmp_path / "app").mkdir()
+    result = run(tmp_path, links=[{"dest": str(tmp_path / "app"), "src": target, "owner": "root", "group": "root"}])
+    assert result.get("failed") is True and message in result["msg"]
+    assert (tmp_path / "app").is_dir() == (existing == "dir") and not (tmp_path / "app").is_symlink()
