@@ -274,6 +274,18 @@ def test_a_shipped_release_is_root_owned_and_readable_by_the_app_group(
     assert (info.mode, info.type, info.uname, info.gname, info.uid) == (mode, kind, "root", "web", 0)
 
 
+def test_a_release_ships_inside_its_directory_and_ends_with_its_marker(ship: ModuleType, tmp_path: Path) -> None:
+    """One extraction into releases/ makes the release directory; the marker comes last, so a stopped one has none."""
+    source, archive = tmp_path / "main.py", tmp_path / "release.tar"
+    source.write_text("app = 1")
+    ship.build_archive(str(archive), "web", ["pkg"], {"main.py": str(source)}, [], top="r1", marker=".shipped")
+    with tarfile.open(archive) as tar:
+        assert tar.getnames() == ["r1", "r1/pkg", "r1/main.py", "r1/.shipped"]
+        top, marker = tar.getmember("r1"), tar.getmember("r1/.shipped")
+    assert (top.type, top.mode, top.gname) == (tarfile.DIRTYPE, 0o750, "web")
+    assert (marker.type, marker.mode, marker.size, marker.gname) == (tarfile.REGTYPE, 0o640, 0, "web")
+
+
 def test_a_symlinked_file_is_shipped_as_its_content(ship: ModuleType, tmp_path: Path) -> None:
     with _shipped(ship, tmp_path) as tar:
         linked = tar.extractfile("linked.py")
