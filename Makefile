@@ -94,11 +94,13 @@ test: venv ## every tier: check (lint + unit) first, then the VM and host groups
 	$(GUARDED) $(MAKE) --no-print-directory -j2 -O test-vm-tiers test-host-tiers
 
 # -j1: within a group, one tier after the other (the groups themselves run side by side under `make test`'s -j2).
+# Each group reads its own /dev/null: a tool of one group that leaves its stdin non-blocking must
+# not reach the other's ansible-playbook, which refuses to start on a non-blocking stdin (a CI run lost a tier so).
 test-vm-tiers: venv ## the tiers that boot QEMU VMs, one after the other
-	$(MAKE) --no-print-directory -j1 $(TEST_VM_TIERS)
+	$(MAKE) --no-print-directory -j1 $(TEST_VM_TIERS) </dev/null
 
 test-host-tiers: venv ## the tiers on systemd containers and loopback, one after the other
-	$(MAKE) --no-print-directory -j1 $(TEST_HOST_TIERS)
+	$(MAKE) --no-print-directory -j1 $(TEST_HOST_TIERS) </dev/null
 
 check-no-pyenv: ## fail if pyenv is reachable (on PATH, in ~/.pyenv or PYENV_ROOT, behind the venv): make test's guard
 	@reached=$$(command -v pyenv; ls -d "$$HOME/.pyenv" "$${PYENV_ROOT:-$$HOME/.pyenv}/versions" 2>/dev/null; \

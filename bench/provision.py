@@ -130,7 +130,16 @@ def _playbook(
     argv += ["-e", json.dumps(extra_vars)]
     run_env = {**os.environ, "ANSIBLE_CONFIG": str(paths.REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", **env}
     started = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, env=run_env, timeout=3600, check=False, cwd=paths.REPO)
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        env=run_env,
+        timeout=3600,
+        check=False,
+        cwd=paths.REPO,
+        stdin=subprocess.DEVNULL,
+    )
     seconds = time.monotonic() - started
     log_file.write_text(done.stdout + done.stderr)
     if done.returncode != 0:

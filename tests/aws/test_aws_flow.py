@@ -130,7 +130,14 @@ def world(moto: tuple[str, Path]) -> dict[str, object]:
 
 def _playbook(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **_aws_env(url), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    return subprocess.run([str(BIN / "ansible-playbook"), *args], capture_output=True, text=True, env=env, check=False)
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _health(url: str, target_group: str) -> dict[str, str]:

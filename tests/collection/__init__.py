@@ -28,7 +28,14 @@ def run(argv: list[str], cwd: Path, timeout: float = 120, **env: str) -> subproc
     """Run a tool the way a user's shell would: no ANSIBLE_* of ours (no ansible.cfg, no roles_path of this repo)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     return subprocess.run(
-        argv, cwd=cwd, env={**clean, **env}, capture_output=True, text=True, check=False, timeout=timeout
+        argv,
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 

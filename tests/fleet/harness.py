@@ -74,7 +74,9 @@ def run_playbook(playbook: str, *args: str) -> PlaybookRun:
     cmd = [str(BIN / "ansible-playbook"), "-i", str(INVENTORY), str(REPO / "playbooks" / playbook), *args, *extra]
     started = time.monotonic()
     lines: list[tuple[float, str]] = []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+    with subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append((time.monotonic() - started, line.rstrip("\n")))

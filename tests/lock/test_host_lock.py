@@ -79,7 +79,7 @@ def _start(inventory: str, tmp: Path, tag: str) -> tuple[subprocess.Popen[str], 
     playbook = tmp / "lock.yml"
     run = subprocess.Popen(
         _argv(inventory, playbook, signal_dir, True), cwd=REPO, text=True, start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     deadline = time.monotonic() + 180
     while not (signal_dir / "locked").exists():
@@ -95,7 +95,7 @@ def _run(inventory: str, tmp: Path, *extra: str) -> tuple[int, str, float]:
     started = time.monotonic()
     done = subprocess.run(
         _argv(inventory, tmp / "lock.yml", signal_dir, False, *extra), cwd=REPO, capture_output=True, text=True,
-        timeout=300, check=False,
+        timeout=300, check=False, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     return done.returncode, done.stdout + done.stderr, time.monotonic() - started
 
@@ -103,7 +103,7 @@ def _run(inventory: str, tmp: Path, *extra: str) -> tuple[int, str, float]:
 def _on_host(inventory: str, script: str) -> str:
     done = subprocess.run(
         [str(BIN / "ansible"), NAME, "-i", inventory, "-m", "ansible.builtin.raw", "-a", script],
-        cwd=REPO, capture_output=True, text=True, check=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True, check=True, timeout=120, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     return done.stdout
 

@@ -113,7 +113,9 @@ class Watcher:
         self.argv += [f"{hostvars.get('ansible_user', 'root')}@{hostvars.get('ansible_host', site.host_name)}"]
 
     def run(self, command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self.argv, command], capture_output=True, text=True, check=False, timeout=60)
+        return subprocess.run(
+            [*self.argv, command], capture_output=True, text=True, check=False, timeout=60, stdin=subprocess.DEVNULL
+        )
 
     def kill_run_when(self, argv: list[str], condition: str, timeout: float = 900) -> None:
         """Start ansible-playbook (argv) and SIGKILL it, with its SSH children, once ``condition`` holds on the host.
@@ -122,7 +124,14 @@ class Watcher:
         """
         # The run's output goes to a file, not a pipe nobody reads: a run that ends on its own says why.
         with tempfile.TemporaryFile(mode="w+") as output:
-            run = subprocess.Popen(argv, cwd=REPO, start_new_session=True, stdout=output, stderr=subprocess.STDOUT)
+            run = subprocess.Popen(
+                argv,
+                cwd=REPO,
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
             try:
                 deadline = time.monotonic() + timeout
                 while self.run(condition).returncode != 0:

@@ -80,7 +80,9 @@ class Site:
     ) -> Converge:
         """Run the playbook against the host with these variables (``check``: --check; ``args``: more options)."""
         argv = self.argv(extra_vars, playbook) + (["--check"] if check else []) + list(args)
-        result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=1800)
+        result = subprocess.run(
+            argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=1800, stdin=subprocess.DEVNULL
+        )
         return Converge(result.returncode, result.stdout + result.stderr)
 
     def hostvars(self) -> dict[str, Any]:
@@ -112,7 +114,14 @@ class Site:
         # Plain output to parse, even under molecule, which sets ANSIBLE_FORCE_COLOR.
         env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
         result = subprocess.run(
-            argv, cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=timeout + 60
+            argv,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout + 60,
+            stdin=subprocess.DEVNULL,
         )
         if result.returncode == ANSIBLE_UNREACHABLE:
             return None
