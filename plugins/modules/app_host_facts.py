@@ -10,6 +10,7 @@ listeners, two stats per app): a Python start on the host each, most of a rerun 
 from __future__ import annotations
 
 import fnmatch
+import glob
 import grp
 import os
 import pwd
@@ -46,6 +47,13 @@ options:
     type: list
     elements: str
     default: []
+  present:
+    description: >-
+      Paths relative to each app's home, with shell patterns (C(releases/*/.shipped)), whose matches are listed: the
+      markers of releases shipped whole and venvs built whole.
+    type: list
+    elements: str
+    default: []
 author: gunicorn-suite
 """
 
@@ -76,7 +84,8 @@ listeners:
 apps:
   description: >-
     name -> {link, venv (each a stat as ansible.builtin.stat returns it: exists, path, islnk, isdir, lnk_target),
-    found ([{path}], as ansible.builtin.find lists files), units ({socket, service} -> {active, enabled})}.
+    found ([{path}], as ansible.builtin.find lists files), present (the paths matching C(present)),
+    units ({socket, service} -> {active, enabled})}.
   type: dict
   returned: always
 """
@@ -146,6 +155,7 @@ def main() -> None:
             "marker": {"type": "str", "required": True},
             "names": {"type": "list", "elements": "str", "default": []},
             "found": {"type": "list", "elements": "str", "default": []},
+            "present": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
@@ -168,6 +178,11 @@ def main() -> None:
             "link": link,
             "venv": link_stat(os.path.join(home, "venv")),
             "found": [{"path": path} for where in [home, *serving] for path in matching(where, patterns)],
+            "present": sorted(
+                path
+                for pattern in module.params["present"]
+                for path in glob.glob(os.path.join(glob.escape(home), pattern))
+            ),
             "units": {
                 kind: states.get(f"gunicorn@{name}.{kind}", {"active": False, "enabled": False})
                 for kind in ("socket", "service")

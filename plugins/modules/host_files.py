@@ -10,6 +10,7 @@ A record file can be written before the change that needs it (the restart or rel
 from __future__ import annotations
 
 import grp
+import hashlib
 import os
 import pwd
 import shlex
@@ -94,6 +95,10 @@ changed_links:
   description: The dests of the links that were (or would be) pointed anew.
   type: list
   elements: str
+  returned: always
+checksums:
+  description: dest -> SHA-1 of the content asked for (what ansible.builtin.stat reports once it is written).
+  type: dict
   returned: always
 changed_tags:
   description: The tags of the files in C(changed_files), each once.
@@ -311,6 +316,9 @@ def main() -> None:
     result: dict[str, Any] = {
         "changed": bool(changed_dirs or changing or written or changed_links),
         "changed_links": changed_links,
+        "checksums": {
+            f["dest"]: hashlib.sha1(f["content"].encode("utf-8", "surrogateescape")).hexdigest() for f in files
+        },
         "changed_files": changing,
         "changed_dirs": changed_dirs,
         "changed_tags": list(dict.fromkeys(f["tag"] for f in files if f["dest"] in changing and f.get("tag"))),

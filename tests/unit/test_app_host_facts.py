@@ -104,3 +104,23 @@ def test_reads_links_records_and_marked_directories(tmp_path: Path, root: Path) 
 )
 def test_unit_states_say_what_needs_a_start(facts: ModuleType, show: str, expected: dict[str, Any]) -> None:
     assert facts.unit_states(show) == expected
+
+
+def test_lists_the_markers_of_releases_and_venvs_built_whole(tmp_path: Path, root: Path) -> None:
+    """code.yml and venv.yml ship and build only what this list lacks: a marker missing here means work redone."""
+    web = root / "web"
+    (web / "releases" / "r1" / ".shipped").write_text("")
+    (web / "releases" / "r2").mkdir()  # a run stopped while shipping r2: no marker
+    for key, whole in (("abc", True), ("def", False)):
+        (web / "venvs" / key).mkdir(parents=True)
+        if whole:
+            (web / "venvs" / key / ".wsgiops-complete").write_text("")
+    result = run(
+        tmp_path,
+        apps_root=str(root),
+        marker=".wsgiops-app",
+        names=["web", "new"],
+        present=["releases/*/.shipped", "venvs/*/.wsgiops-complete"],
+    )
+    assert result["apps"]["web"]["present"] == [f"{web}/releases/r1/.shipped", f"{web}/venvs/abc/.wsgiops-complete"]
+    assert result["apps"]["new"]["present"] == []

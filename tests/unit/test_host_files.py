@@ -6,6 +6,7 @@ tests run as root on these machines, so owner and group are root's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -202,3 +203,10 @@ def test_a_link_is_refused_over_a_directory_or_to_nothing(
     result = run(tmp_path, links=[{"dest": str(tmp_path / "app"), "src": target, "owner": "root", "group": "root"}])
     assert result.get("failed") is True and message in result["msg"]
     assert (tmp_path / "app").is_dir() == (existing == "dir") and not (tmp_path / "app").is_symlink()
+
+
+def test_checksums_are_those_stat_reports_of_the_files_written(tmp_path: Path) -> None:
+    """The app role keys its venvs by the stack requirements' checksum: this one must equal ansible.builtin.stat's."""
+    text, other = tmp_path / "text", tmp_path / "other"
+    result = run(tmp_path, files=[spec(text, "flask==3.0.3 \\\n  --hash=sha256:é\n"), spec(other, "")])
+    assert result["checksums"] == {str(path): hashlib.sha1(path.read_bytes()).hexdigest() for path in (text, other)}
