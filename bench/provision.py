@@ -37,10 +37,16 @@ PACKER_OUTPUT = paths.REPO / ".cache" / "packer" / DIST
 # Ansible's own strategy, and Mitogen's (requirements/tooling.txt): the keys of --strategies.
 STRATEGIES = ("linear", "mitogen")
 STEPS = ("fresh converge", "idempotent rerun", "code-only deploy")
-# Issue 23's targets for the suite on a TCG lab VM, in seconds.
-TARGETS_S = {"fresh converge": 300, "idempotent rerun": 60, "code-only deploy": 120}
+# The suite's targets: each step at most this many times the naive reference's, measured in the same run, and a no-op
+# rerun within this many seconds on the TCG lab VM, with changed=0.
+TARGET_RATIO = 1.3
+RERUN_TARGET_S = 60
 GREETING = "Hello World from Flask"
 _RECAP = re.compile(r"^\S+\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
+# What -vvv prints once per task header, and once per module it sends to a host (each a Python start there: what a run
+# costs on the host, whatever the task count says).
+_TASK = re.compile(r"^TASK \[", re.MULTILINE)
+_MODULE_RUN = re.compile(r"^Using module file ", re.MULTILINE)
 
 
 def recap(output: str) -> dict[str, int]:
@@ -54,6 +60,11 @@ def recap(output: str) -> dict[str, int]:
     if not found:
         raise ValueError("no PLAY RECAP in the ansible-playbook output")
     return totals
+
+
+def work(output: str) -> dict[str, int]:
+    """The tasks and the module runs of an ansible-playbook -vvv run (one host: a task header is one task run)."""
+    return {"tasks": len(_TASK.findall(output)), "module_runs": len(_MODULE_RUN.findall(output))}
 
 
 def missing_parts() -> list[str]:
@@ -125,8 +136,8 @@ def strategy_env(strategy: str) -> dict[str, str]:
 def _playbook(
     step: str, playbook: Path, inventory: str, extra_vars: dict[str, Any], env: dict[str, str], log_file: Path
 ) -> dict[str, Any]:
-    """Time one ansible-playbook run against the VM."""
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, str(playbook)]
+    """Time one ansible-playbook run against the VM, and count its tasks and module runs (-vvv, for both playbooks)."""
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-vvv", "-i", inventory, str(playbook)]
     argv += ["-e", json.dumps(extra_vars)]
     run_env = {**os.environ, "ANSIBLE_CONFIG": str(paths.REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", **env}
     started = time.monotonic()
@@ -144,8 +155,11 @@ def _playbook(
     log_file.write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         raise RuntimeError(f"{step}: ansible-playbook {playbook.name} exited {done.returncode}; see {log_file}")
-    counts = recap(done.stdout)
-    log(f"provision: {log_file.stem}: {seconds:.1f} s, changed={counts['changed']}")
+    counts = {**recap(done.stdout), **work(done.stdout)}
+    log(
+        f"provision: {log_file.stem}: {seconds:.1f} s, changed={counts['changed']}, {counts['tasks']} tasks, "
+        f"{counts['module_runs']} module runs"
+    )
     return {"name": step, "seconds": round(seconds, 1), **counts}
 
 
@@ -197,7 +211,11 @@ def _sequence(which: str, strategy: str, wheel: str | None, logs: Path) -> dict[
 
 
 def verdicts(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each target against the suite's figure under each strategy that ran, with the reference's beside it."""
+    """Each step's target against the suite's figure under each strategy that ran, with the reference's beside it.
+
+    A step is met when it took at most TARGET_RATIO times the reference's in the same run (a step the reference did not
+    run cannot be met), and a rerun also within RERUN_TARGET_S with changed=0.
+    """
     by_key = {(r["playbook"], r["strategy"]): {s["name"]: s for s in r.get("steps", [])} for r in runs}
     found = []
     for strategy in STRATEGIES:
@@ -205,20 +223,24 @@ def verdicts(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if suite is None:
             continue
         reference = by_key.get(("reference", strategy), {})
-        for step, target in TARGETS_S.items():
+        for step in STEPS:
             if step not in suite:
                 continue
             mine = suite[step]
             theirs = reference.get(step)
-            met = mine["seconds"] <= target and (step != "idempotent rerun" or mine["changed"] == 0)
+            ratio = round(mine["seconds"] / theirs["seconds"], 2) if theirs else None
+            met = theirs is not None and mine["seconds"] <= TARGET_RATIO * theirs["seconds"]
+            if step == "idempotent rerun":
+                met = met and mine["seconds"] <= RERUN_TARGET_S and mine["changed"] == 0
             found.append(
                 {
                     "strategy": strategy,
                     "step": step,
-                    "target_s": target,
+                    "target_ratio": TARGET_RATIO,
+                    "target_s": RERUN_TARGET_S if step == "idempotent rerun" else None,
                     "seconds": mine["seconds"],
                     "reference_s": theirs["seconds"] if theirs else None,
-                    "ratio": round(mine["seconds"] / theirs["seconds"], 2) if theirs else None,
+                    "ratio": ratio,
                     "met": met,
                 }
             )

@@ -54,8 +54,8 @@ def _steps(converge: float, rerun: float, deploy: float, rerun_changed: int = 0)
 @pytest.mark.parametrize(
     ("suite", "met"),
     [
-        (_steps(300, 60, 120), [True, True, True]),
-        (_steps(300.1, 60.1, 120.1), [False, False, False]),
+        (_steps(260, 52, 52), [True, True, True]),  # 1.3x the reference's 200 / 40 / 40 s
+        (_steps(260.2, 52.2, 52.2), [False, False, False]),
         (_steps(100, 20, 20, rerun_changed=1), [True, False, True]),
     ],
 )
@@ -96,3 +96,32 @@ def test_unknown_strategy_or_playbook_is_refused_before_anything(
 ) -> None:
     with pytest.raises(ValueError, match="unknown strategy or playbook"):
         provision.run(strategies, playbooks)
+
+
+def test_a_rerun_over_a_minute_is_not_met_whatever_the_reference() -> None:
+    runs = [
+        {"playbook": "suite", "strategy": "linear", "steps": _steps(100, 61, 20)},
+        {"playbook": "reference", "strategy": "linear", "steps": _steps(100, 60, 20)},
+    ]
+    assert [v["met"] for v in provision.verdicts(runs)] == [True, False, True]
+
+
+def test_a_step_without_the_reference_beside_it_is_not_met() -> None:
+    runs = [{"playbook": "suite", "strategy": "linear", "steps": _steps(1, 1, 1)}]
+    assert [(v["ratio"], v["met"]) for v in provision.verdicts(runs)] == [(None, False)] * 3
+
+
+VERBOSE = """TASK [wsgiops.meinheld_gunicorn.interpreter : Install Python] ******************
+Using module file /venv/lib/ansible/modules/apt.py
+ok: [vm]
+TASK [wsgiops.meinheld_gunicorn.app : List the local releases still to ship] ****
+ok: [vm]
+TASK [wsgiops.meinheld_gunicorn.app : Ship each release] ***********************
+Using module file /venv/lib/ansible/modules/stat.py
+Using module file /venv/lib/ansible/modules/unarchive.py
+changed: [vm]
+"""
+
+
+def test_work_counts_task_headers_and_modules_sent() -> None:
+    assert provision.work(VERBOSE) == {"tasks": 3, "module_runs": 3}

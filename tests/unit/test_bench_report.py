@@ -141,7 +141,7 @@ def _run(playbook: str, strategy: str, rerun_s: float, changed: int = 0) -> dict
         "playbook": playbook,
         "strategy": strategy,
         "boot_s": 20.0,
-        "steps": [{"name": "idempotent rerun", "seconds": rerun_s, "changed": changed}],
+        "steps": [{"name": "idempotent rerun", "seconds": rerun_s, "changed": changed, "tasks": 90, "module_runs": 21}],
     }
 
 
@@ -162,9 +162,9 @@ def test_provision_puts_suite_and_reference_side_by_side_per_strategy() -> None:
         lines.index("### Mitogen's strategy (mitogen_linear)"),
     )
     assert linear < mitogen
-    assert lines[linear + 5] == "| idempotent rerun | 300.0 | 0 | not run: no wheel |  |  |"
-    assert lines[mitogen + 4] == "| lab VM boot to SSH (the lab, not the suite) | 20.0 |  | 20.0 |  |  |"
-    assert lines[mitogen + 5] == "| idempotent rerun | 36.0 | 0 | 72.0 | 0 | 0.50x |"
+    assert lines[linear + 5] == "| idempotent rerun | 300.0 | 0 | 90 | 21 | not run: no wheel |  |  |  |  |"
+    assert lines[mitogen + 4] == "| lab VM boot to SSH (the lab, not the suite) | 20.0 |  |  |  | 20.0 |  |  |  |  |"
+    assert lines[mitogen + 5] == "| idempotent rerun | 36.0 | 0 | 90 | 21 | 72.0 | 0 | 90 | 21 | 0.50x |"
 
 
 def test_provision_targets_say_met_or_not() -> None:
@@ -173,14 +173,31 @@ def test_provision_targets_say_met_or_not() -> None:
             "status": "ran",
             "runs": [],
             "targets": [
-                {"strategy": "mitogen", "step": "idempotent rerun", "target_s": 60, "seconds": 36.0, "met": True},
-                {"strategy": "linear", "step": "fresh converge", "target_s": 300, "seconds": 440.2, "met": False},
+                {
+                    "strategy": "mitogen",
+                    "step": "idempotent rerun",
+                    "target_ratio": 1.3,
+                    "target_s": 60,
+                    "seconds": 36.0,
+                    "ratio": 1.2,
+                    "met": True,
+                },
+                {
+                    "strategy": "linear",
+                    "step": "fresh converge",
+                    "target_ratio": 1.3,
+                    "target_s": None,
+                    "seconds": 440.2,
+                    "ratio": 2.57,
+                    "met": False,
+                },
             ],
         }
     )
     assert lines[-2:] == [
-        "- idempotent rerun <= 60 s, Mitogen's strategy (mitogen_linear): 36.0 s: met",
-        "- fresh converge <= 300 s, Ansible's linear strategy: 440.2 s: **not met**",
+        "- idempotent rerun <= 1.3x and <= 60 s with changed=0, Mitogen's strategy (mitogen_linear): 36.0 s, "
+        "1.20x: met",
+        "- fresh converge <= 1.3x, Ansible's linear strategy: 440.2 s, 2.57x: **not met**",
     ]
 
 
