@@ -721,7 +721,7 @@ def app_serving_unrecorded(
 ) -> list[dict[str, Any]]:
     """The serving releases that lack records (served before 1.1.0, or by a run stopped before it recorded them).
 
-    find_results: a find per app over its home and its `app` link (what layout.yml gathers); link_results: the stat
+    find_results: a find per app over its home and its `app` link (what app_host_facts gathers); link_results: the stat
     of each app's `app` link. Returns [{app, release, missing: [venv | env | listen], paths}]: what is recorded before
     this run changes anything, so a failed health check and a rollback can go back to what serves now.
     """

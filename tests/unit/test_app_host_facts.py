@@ -107,7 +107,7 @@ def test_unit_states_say_what_needs_a_start(facts: ModuleType, show: str, expect
 
 
 def test_lists_the_markers_of_releases_and_venvs_built_whole(tmp_path: Path, root: Path) -> None:
-    """code.yml and venv.yml ship and build only what this list lacks: a marker missing here means work redone."""
+    """build.yml ships and builds only what this list lacks: a marker missing here means work redone."""
     web = root / "web"
     (web / "releases" / "r1" / ".shipped").write_text("")
     (web / "releases" / "r2").mkdir()  # a run stopped while shipping r2: no marker

@@ -601,7 +601,7 @@ def test_a_new_venv_restarts_and_a_stopped_run_s_records_are_applied(
 
 
 def test_pending_records_round_trip_through_their_file_names(filters: ModuleType) -> None:
-    """What settings.yml writes before a change is what links.yml's find reads back in the next run."""
+    """What switch.yml writes before a change is what app_host_facts reads back in the next run."""
     (web,) = filters.app_normalize([app()], "/", "/srv")
     path = filters.app_pending_path(web, "restart")
     assert path == "/srv/web/.wsgiops-pending-restart"
