@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import load_module
+from tests.conftest import load_app_filters
 from tests.reliability.conftest import EXAMPLE, Report, Watcher
 from tests.verify.conftest import EXAMPLE_DIR, HELLO, REPO, App, Site
 
@@ -25,7 +25,7 @@ APP_ROLE = REPO / "roles" / "app"
 
 def local_release(name: str, source: Path) -> str:
     """The release name the app role gives the code in ``source`` deployed as ``name`` (its filter, its excludes)."""
-    filters = load_module(REPO / "plugins" / "filter" / "app_filters.py")
+    filters = load_app_filters()
     excludes = yaml.safe_load((APP_ROLE / "defaults" / "main.yml").read_text())["app_local_excludes"]
     # The release name does not depend on the apps root; any root names the same release.
     apps = filters.app_normalize([{"name": name, "path": str(source)}], ".", "/srv")

@@ -21,14 +21,14 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import REPO, load_module
+from tests.conftest import load_app_filters
 
 FPR = "0123456789ABCDEF0123456789ABCDEF01234567"
 
 
 @pytest.fixture(scope="module")
 def filters() -> ModuleType:
-    return load_module(REPO / "plugins" / "filter" / "app_filters.py")
+    return load_app_filters()
 
 
 def _git(**fields: object) -> dict[str, object]:

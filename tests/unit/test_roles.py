@@ -1,4 +1,4 @@
-"""The roles' input checks (app_filters.py), the listening-port module, and the roles' self-description.
+"""The roles' input checks (plugins/filter/app_inputs.py), the listening-port module, and the roles' self-description.
 
 Every bad input of the matrix must produce one message that names the variable and its value; every good input none.
 The argument specs, the defaults and their comments must describe the same variables, so the docs cannot drift.
@@ -17,7 +17,7 @@ from types import ModuleType
 import pytest
 import yaml
 
-from tests.conftest import load_module
+from tests.conftest import load_app_filters, load_module
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES = ("interpreter", "server", "app")
@@ -26,7 +26,7 @@ EXAMPLE = str(REPO / "example_app")
 
 @pytest.fixture(scope="module")
 def filters() -> ModuleType:
-    return load_module(REPO / "plugins" / "filter" / "app_filters.py")
+    return load_app_filters()
 
 
 @pytest.fixture(scope="module")

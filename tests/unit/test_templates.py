@@ -18,7 +18,7 @@ import jinja2
 import pytest
 import yaml
 
-from tests.conftest import FILES, load_module
+from tests.conftest import FILES, load_app_filters
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER = REPO / "roles" / "server"
@@ -140,7 +140,7 @@ def test_unit_has_no_root_user_and_no_dynamic_user() -> None:
 
 def test_unit_runs_the_app_where_the_app_role_puts_it() -> None:
     """The unit spells the layout with %i, the app role with app_dirs: a change to one alone fails here."""
-    filters = load_module(REPO / "plugins" / "filter" / "app_filters.py")
+    filters = load_app_filters()
     dirs = filters.app_dirs("demo", "/opt/apps")
     unit = render_unit(server_apps_root="/opt/apps").replace("%i", "demo")
     directives = dict(unit_directives(unit))

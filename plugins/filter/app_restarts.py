@@ -1,0 +1,152 @@
+"""Filters of the app role's restarts: what each running app needs (its socket restarted, a restart, a reload).
+
+Each is recorded on the host before the change that needs it and read back by the next run.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from typing import Any
+
+from ansible_collections.wsgiops.meinheld_gunicorn.plugins.module_utils.app_layout import (
+    PENDING_STATES,
+    RELEASE_ENV,
+    RELEASE_LISTEN,
+    RELEASE_VENV,
+    RELEASES_DIR,
+    app_pending_path,
+    app_record_paths,
+    pending_kind,
+)
+
+
+def app_units_to_stop(show_output: str) -> list[str]:
+    """The units of `systemctl show -p Id,LoadState,ActiveState,UnitFileState U...` that are running or enabled.
+
+    A removed app's socket instance without its ListenStream= drop-in (removed by an earlier run, or never written
+    because its first deploy failed) does not load ("bad-setting"): it cannot run, and systemctl refuses to act on it,
+    so only loaded units are stopped and disabled. That keeps `state: absent` converging on every later run.
+    """
+    stop: list[str] = []
+    for block in show_output.strip().split("\n\n"):
+        unit = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        running = unit.get("ActiveState", "inactive") not in ("inactive", "failed")
+        enabled = unit.get("UnitFileState", "").startswith("enabled")
+        if unit.get("LoadState") == "loaded" and (running or enabled):
+            stop.append(unit["Id"])
+    return stop
+
+
+def app_plan(
+    apps: list[Mapping[str, Any]], changed: Mapping[str, list[str]], stack: Mapping[str, Any]
+) -> list[dict[str, str]]:
+    """What each running app needs after this run's changes: one action, the strongest that covers them all.
+
+    changed: app names per kind of change: started (its first start, in this run), socket (where it listens), env
+    (its settings), venv (its packages: a new venv, which the running master cannot load), code (its link moved), and
+    the restarts and reloads an earlier run recorded and did not do (pending_socket, pending_restart, pending_reload).
+    stack: the server role's server_stack (resocket_all, restart_all, reload_all: its unit or runtime files changed).
+    A socket restart restarts the instance too (the service Requires= it), a restart covers a reload, and an instance
+    started for the first time in this run already runs everything new. Returns [{name, unit, state, why, kind}], in
+    app order; kind names the record a stopped run leaves (PENDING_PREFIX + kind).
+    """
+
+    def has(kind: str, name: str) -> bool:
+        return name in (changed.get(kind) or [])
+
+    plan = []
+    for app in apps:
+        name = app["name"]
+        if has("started", name):
+            continue
+        if has("socket", name) or has("pending_socket", name) or stack.get("resocket_all"):
+            kind, why = "socket", "where it listens changed"
+        elif has("env", name) or stack.get("restart_all"):
+            kind, why = "restart", "its settings or the unit changed"
+        elif has("venv", name):
+            kind, why = "restart", "its packages changed (a new venv)"
+        elif has("pending_restart", name):
+            kind, why = "restart", "an earlier run changed it and stopped before restarting"
+        elif has("code", name) or stack.get("reload_all"):
+            kind, why = "reload", "its code or the runtime files changed"
+        elif has("pending_reload", name):
+            kind, why = "reload", "an earlier run changed it and stopped before reloading"
+        else:
+            continue
+        unit = "socket" if kind == "socket" else "service"
+        plan.append(
+            {"name": name, "unit": f"gunicorn@{name}.{unit}", "state": PENDING_STATES[kind], "why": why, "kind": kind}
+        )
+    return plan
+
+
+def app_pending(find_results: list[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """The restarts and reloads earlier runs recorded and did not do, from a find of PENDING_PREFIX* per app.
+
+    Returns {pending_socket: [names], pending_restart: [names], pending_reload: [names]}, app_plan's keys.
+    """
+    found: dict[str, list[str]] = {f"pending_{kind}": [] for kind in PENDING_STATES}
+    for result in find_results:
+        for entry in result.get("files") or []:
+            kind = pending_kind(entry["path"])
+            if kind:
+                found[f"pending_{kind}"].append(result["item"]["name"])
+    return found
+
+
+def app_serving_unrecorded(
+    find_results: list[Mapping[str, Any]], link_results: list[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The serving releases that lack records (served before 1.1.0, or by a run stopped before it recorded them).
+
+    find_results: a find per app over its home and its `app` link (what app_host_facts gathers); link_results: the stat
+    of each app's `app` link. Returns [{app, release, missing: [venv | env | listen], paths}]: what is recorded before
+    this run changes anything, so a failed health check and a rollback can go back to what serves now.
+    """
+    found = {
+        result["item"]["name"]: {posixpath.basename(entry["path"]) for entry in result.get("files") or []}
+        for result in find_results
+    }
+    names = {"venv": RELEASE_VENV, "env": RELEASE_ENV, "listen": RELEASE_LISTEN}
+    unrecorded = []
+    for result in link_results:
+        app, target = result["item"], result["stat"].get("lnk_target")
+        if not target or not target.startswith(RELEASES_DIR + "/"):
+            continue
+        release = posixpath.basename(target)
+        missing = [kind for kind, name in names.items() if name not in found.get(app["name"], set())]
+        if missing:
+            unrecorded.append(
+                {"app": app, "release": release, "missing": missing, "paths": app_record_paths(app, release)}
+            )
+    return unrecorded
+
+
+def app_pending_found(find_results: list[Mapping[str, Any]]) -> list[str]:
+    """The paths of the pending records a find of each app's home found (what a run removes once it applied them)."""
+    return sorted(
+        entry["path"] for result in find_results for entry in result.get("files") or [] if pending_kind(entry["path"])
+    )
+
+
+def app_pending_paths(apps: list[Mapping[str, Any]]) -> list[str]:
+    """Every pending record the apps may have: what a run removes once it applied its plan."""
+    return [app_pending_path(app, kind) for app in apps for kind in PENDING_STATES]
+
+
+class FilterModule:
+    """Restarts, reloads and their records."""
+
+    def filters(self) -> dict[str, Any]:
+        """Map filter names to functions."""
+        return {
+            "app_units_to_stop": app_units_to_stop,
+            "app_plan": app_plan,
+            "app_pending": app_pending,
+            "app_pending_paths": app_pending_paths,
+            "app_pending_path": app_pending_path,
+            "app_pending_found": app_pending_found,
+            "app_record_paths": app_record_paths,
+            "app_serving_unrecorded": app_serving_unrecorded,
+        }
