@@ -80,7 +80,7 @@ def test_the_stack_requirements_give_the_wheel_its_sha256(tmp_path: Path) -> Non
     text = env.get_template("stack-requirements.txt.j2").render(
         server_lib_dir="/usr/local/lib/gunicorn-suite",
         server_meinheld_wheel=str(wheel),
-        server_meinheld_wheel_file={"stat": {"checksum": hashlib.sha256(wheel.read_bytes()).hexdigest()}},
+        server_meinheld_wheel_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
     )
     lines = build.requirement_lines(text)
     assert lines[0] == "-r /usr/local/lib/gunicorn-suite/requirements.txt"
