@@ -47,7 +47,7 @@ def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
     """Route by path: / greets, /big sends MiB of data, /block holds the worker, /pid names the worker, /remote the
     peer, /nodelay tells whether the connection has TCP_NODELAY, /no-close answers without close() and /close-lookups
     counts how often the server looked for one, /state shows (and with ?set= leaves behind) per-request state,
-    /error raises."""
+    /error raises, /echo answers the request body it read (the parser tests see how a body was framed)."""
     path = environ.get("PATH_INFO", "/")
     if path == "/state":
         current = greenlet.getcurrent()
@@ -57,6 +57,8 @@ def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
             REQUEST_VAR.set(values[0])
             current.left_behind = values[0]
         body = json.dumps(seen).encode()
+    elif path == "/echo":
+        body = environ["wsgi.input"].read()
     elif path == "/error":
         raise RuntimeError("the app failed")
     elif path == "/big":
