@@ -126,6 +126,29 @@ def test_term_finishes_request_in_flight(stack: object, gunicorn: object) -> Non
     assert server.proc.wait(timeout=20) == 0, server.log()
 
 
+@pytest.mark.parametrize("stack", targets("a stop sent while a worker boots is lost"), indirect=True)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGQUIT], ids=["term", "quit"])
+def test_stop_while_a_worker_boots_is_not_lost(stack: object, gunicorn: object, sig: int) -> None:
+    """A stop that reaches a worker still booting stops it: Gunicorn exits at once, not graceful_timeout later."""
+    server = gunicorn(stack, "--config", str(APP_DIR / "slow_boot_conf.py"), "--graceful-timeout", "30")
+    first = pid_of_worker(server)
+    server.signal_master(signal.SIGTTIN)  # a second worker, held 3 s in post_fork
+    deadline = time.monotonic() + 10
+    while len(server.worker_pids()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    booting = [pid for pid in server.worker_pids() if pid != first]
+    assert booting, f"no second worker was started:\n{server.log()}"
+    time.sleep(0.5)
+    start = time.monotonic()
+    server.signal_master(sig)
+    assert server.proc is not None
+    try:
+        server.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the booting worker {booting[0]} ignored the stop:\n{server.log()}") from None
+    assert time.monotonic() - start < 10, server.log()
+
+
 @pytest.mark.parametrize("stack", targets("max_requests is ignored"), indirect=True)
 def test_max_requests_with_jitter_recycles_worker(stack: object, gunicorn: object) -> None:
     """--max-requests 3 --max-requests-jitter 2: each worker serves 3 to 5 requests, then a new one takes over."""
