@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -127,3 +129,50 @@ def test_bad_value_stops_the_start_with_one_line(launch, env: dict[str, str], li
 def test_runtime_python_is_not_the_test_runner() -> None:
     """The stack runs in its own venv, as on a host; the tooling venv must not leak into it."""
     assert runtime_python() != Path(sys.executable)
+
+
+def _half_sent(port: int, count: int) -> list[socket.socket]:
+    """`count` connections that each send half a header block and then nothing (slowloris)."""
+    held = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: slow\r\nX-Half: ")
+        held.append(sock)
+    return held
+
+
+def test_half_sent_requests_time_out_and_lock_nobody_out(launch) -> None:
+    """1,000 half-sent requests on one worker: another client is served meanwhile, and all 1,000 get a 408 and a close
+    within HEADER_TIMEOUT + 5 s of being sent."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))  # the unit's LimitNOFILE, here
+    service = launch({"APP_DIR": str(REPO / "example_app"), "WEB_CONCURRENCY": "1", "HEADER_TIMEOUT": "3"})
+    assert get(service.url, time.monotonic() + 60)[0] == 200
+    sent = time.monotonic()
+    held = _half_sent(service.port, 1000)
+    with urllib.request.urlopen(service.url, timeout=5) as response:  # a new connection, while the 1,000 wait
+        assert (response.status, response.read().decode()) == (200, HELLO)
+    outcomes: dict[str, int] = {}
+    for sock in held:
+        outcome = _outcome(sock, deadline=sent + 3 + 5)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        sock.close()
+    assert outcomes == {"408, then closed": 1000}, outcomes
+
+
+def _outcome(sock: socket.socket, deadline: float) -> str:
+    """What a held connection got by the deadline: the status line's code and whether the server closed it."""
+    data = b""
+    try:
+        while chunk := _recv_by(sock, deadline):
+            data += chunk
+    except TimeoutError:
+        return f"{data[9:12].decode() or 'nothing'}, still open"
+    except OSError:
+        pass
+    return f"{data[9:12].decode() or 'nothing'}, then closed"
+
+
+def _recv_by(sock: socket.socket, deadline: float) -> bytes:
+    sock.settimeout(max(0.01, deadline - time.monotonic()))
+    return sock.recv(4096)

@@ -37,6 +37,10 @@ def targets(stock_why: str) -> list[object]:
     return [pytest.param(("patched", m), id=f"patched-{m}") for m in MINORS] + [_stock("3.11", stock_why)]
 
 
+# The builds under test alone: for guards that a patch keeps what stock already did right.
+PATCHED = [pytest.param(("patched", m), id=f"patched-{m}") for m in MINORS]
+
+
 def pid_of_worker(server: Gunicorn) -> int:
     status, body = server.get("/pid")
     assert status == 200, body
@@ -147,6 +151,89 @@ def test_stop_while_a_worker_boots_is_not_lost(stack: object, gunicorn: object, 
     except subprocess.TimeoutExpired:
         raise AssertionError(f"the booting worker {booting[0]} ignored the stop:\n{server.log()}") from None
     assert time.monotonic() - start < 10, server.log()
+
+
+def _read_until_closed(sock: object, limit: float) -> tuple[bytes, float]:
+    """Everything the server sent until it closed the connection, and how many seconds that took (at most `limit`)."""
+    start, data = time.monotonic(), b""
+    sock.settimeout(limit)
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+    except TimeoutError:
+        return data, limit
+    return data, time.monotonic() - start
+
+
+def _timeouts_server(gunicorn: object, stack: object) -> object:
+    return gunicorn(stack, "--config", str(APP_DIR / "request_timeouts_conf.py"), "--keep-alive", "3")
+
+
+@pytest.mark.parametrize("stack", targets("a header sent a byte at a time is never timed out"), indirect=True)
+def test_header_dripped_a_byte_a_second_gets_408_at_the_header_timeout(stack: object, gunicorn: object) -> None:
+    """Slowloris: a byte of header every second restarted the timer; the header deadline (2 s) does not move."""
+    server = _timeouts_server(gunicorn, stack)
+    with server.connect(5.0) as sock:
+        start = time.monotonic()
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: abcdefgh":
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(1.0 if time.monotonic() - start < 8 else 0)
+            if time.monotonic() - start > 8:
+                break
+        data, _ = _read_until_closed(sock, 3.0)
+        took = time.monotonic() - start
+    assert data.startswith(b"HTTP/1.1 408"), (data, took)
+    assert took < 6, took
+
+
+@pytest.mark.parametrize("stack", PATCHED, indirect=True)
+def test_body_that_keeps_coming_is_not_cut_on_a_kept_alive_connection(stack: object, gunicorn: object) -> None:
+    """A 10-byte body sent over 5 s (a byte every 0.5 s, never a 2 s stall) on a kept-alive connection is served.
+
+    A guard of 0025: the header deadline must not cut a body that keeps coming (stock serves it too).
+    """
+    server = _timeouts_server(gunicorn, stack)
+    with server.connect(10.0) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n")
+        for byte in b"0123456789":
+            time.sleep(0.5)
+            sock.sendall(bytes([byte]))
+        data, _ = _read_until_closed(sock, 5.0)
+    assert data.startswith(b"HTTP/1.1 200"), data
+    assert data.endswith(b"0123456789"), data
+
+
+@pytest.mark.parametrize("stack", targets("a stalled body is read until keep_alive, then answered 408"), indirect=True)
+def test_body_that_stalls_gets_408_at_the_body_timeout(stack: object, gunicorn: object) -> None:
+    """Half a body, then nothing: a 408 and a close 2 s (the body timeout) after the last byte, not later."""
+    server = _timeouts_server(gunicorn, stack)
+    with server.connect(10.0) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
+        data, took = _read_until_closed(sock, 8.0)
+    assert data.startswith(b"HTTP/1.1 408"), data
+    assert took < 3.5, took
+
+
+@pytest.mark.parametrize("stack", PATCHED, indirect=True)
+def test_idle_keep_alive_connection_is_closed_without_an_answer(stack: object, gunicorn: object) -> None:
+    """After a served request, an idle connection is closed at the keep-alive timeout (3 s), with no 408 for nothing.
+
+    A guard of 0025: the idle wait keeps KEEP_ALIVE, not the header deadline (stock does the same).
+    """
+    server = _timeouts_server(gunicorn, stack)
+    with server.connect(10.0) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        data, took = _read_until_closed(sock, 8.0)
+    assert data == b"", data
+    assert 2 < took < 5, took
 
 
 @pytest.mark.parametrize("stack", targets("max_requests is ignored"), indirect=True)

@@ -36,6 +36,13 @@ DEFAULTS: dict[str, str] = {
     # The image's keep-alive: above the 60 s idle timeout of cloud load balancers, which otherwise reuse a connection
     # the backend has just closed (sporadic 502s).
     "KEEP_ALIVE": "120",
+    # Slow clients (slowloris): a request's header block must arrive within HEADER_TIMEOUT seconds of its first byte,
+    # and its body may not stall for BODY_TIMEOUT seconds between two reads (HAProxy's and nginx's usual ranges).
+    "HEADER_TIMEOUT": "10",
+    "BODY_TIMEOUT": "30",
+    # Connections one Meinheld worker holds at once (Gunicorn's worker_connections, whose own default is 1000): above
+    # the half-sent requests one client can open, so they do not lock out everyone else until they time out.
+    "WORKER_CONNECTIONS": "4096",
     # The image writes no access log; ACCESS_LOG=- turns one on (stdout, the journal), or names a file.
     "ACCESS_LOG": "off",
     "ERROR_LOG": "-",
@@ -57,6 +64,10 @@ MAX_WORKERS_PER_CORE = 64.0
 MAX_WORKER_COUNT = 1024
 MAX_SECONDS = 86400
 MAX_MEMORY_MIB = 1048576
+# Meinheld's timer wheel holds timeouts up to 127 s; a longer request timeout would be cut to that without a word.
+MAX_REQUEST_TIMEOUT = 120
+# The unit's LimitNOFILE is 65536: a worker's connections plus its listening socket, log files and pipes fit under it.
+MAX_WORKER_CONNECTIONS = 60000
 
 # ASCII only: int() and float() also take other scripts' digits and underscores ("٨٠", "8_0").
 _UINT_RE = re.compile(r"[0-9]+")
@@ -282,6 +293,9 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
     graceful_timeout = checked(lambda: _whole(env, "GRACEFUL_TIMEOUT", 0, MAX_SECONDS))
     keepalive = checked(lambda: _whole(env, "KEEP_ALIVE", 0, MAX_SECONDS))
     max_memory = checked(lambda: _whole(env, "WORKER_MAX_MEMORY", 0, MAX_MEMORY_MIB))
+    header_timeout = checked(lambda: _whole(env, "HEADER_TIMEOUT", 1, MAX_REQUEST_TIMEOUT))
+    body_timeout = checked(lambda: _whole(env, "BODY_TIMEOUT", 1, MAX_REQUEST_TIMEOUT))
+    worker_connections = checked(lambda: _whole(env, "WORKER_CONNECTIONS", 1, MAX_WORKER_CONNECTIONS))
     if errors:
         raise ConfigErrors(errors)
     if web_concurrency is not None:
@@ -308,6 +322,9 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
         "timeout": timeout,
         "graceful_timeout": graceful_timeout,
         "keepalive": keepalive,
+        "header_timeout": header_timeout,
+        "body_timeout": body_timeout,
+        "worker_connections": worker_connections,
         "accesslog": None if access_log.lower() == "off" else access_log,
         "errorlog": env_value(env, "ERROR_LOG") or DEFAULTS["ERROR_LOG"],
         "control_socket": _control_socket(env),
@@ -362,6 +379,7 @@ if __name__ == "__config__":
     timeout = settings["timeout"]
     graceful_timeout = settings["graceful_timeout"]
     keepalive = settings["keepalive"]
+    worker_connections = settings["worker_connections"]
     accesslog = settings["accesslog"]
     errorlog = settings["errorlog"]
     if settings["control_socket"] is None:
@@ -405,8 +423,21 @@ def retire_when_over(worker: Any, limit_mib: int, rss: Callable[[], float] = res
     return watchdog
 
 
+def set_request_timeouts(worker: Any, header: int, body: int) -> None:
+    """Hand HEADER_TIMEOUT and BODY_TIMEOUT to a Meinheld worker's loop, which Gunicorn has no settings for."""
+    if not hasattr(worker, "watchdog"):
+        return  # another worker class: Gunicorn's own timeout and keepalive rule its connections
+    from meinheld import server as meinheld_server
+
+    if hasattr(meinheld_server, "set_request_timeouts"):
+        meinheld_server.set_request_timeouts(header, body)
+    else:
+        worker.log.warning("this Meinheld build has no request timeouts: HEADER_TIMEOUT and BODY_TIMEOUT are ignored")
+
+
 def post_worker_init(worker: Any) -> None:
-    """Arm the per-worker memory limit; Meinheld's loop looks up worker.watchdog after this hook returns."""
+    """Arm the request timeouts and the memory limit; Meinheld's loop looks up worker.watchdog after this returns."""
+    set_request_timeouts(worker, settings["header_timeout"], settings["body_timeout"])
     limit = settings["worker_max_memory_mib"]
     if limit is None:
         return
