@@ -423,9 +423,14 @@ def retire_when_over(worker: Any, limit_mib: int, rss: Callable[[], float] = res
     return watchdog
 
 
+def is_meinheld(worker: Any) -> bool:
+    """Meinheld's worker is the one with a watchdog its loop calls; other classes ignore what only it reads."""
+    return hasattr(worker, "watchdog")
+
+
 def set_request_timeouts(worker: Any, header: int, body: int) -> None:
     """Hand HEADER_TIMEOUT and BODY_TIMEOUT to a Meinheld worker's loop, which Gunicorn has no settings for."""
-    if not hasattr(worker, "watchdog"):
+    if not is_meinheld(worker):
         return  # another worker class: Gunicorn's own timeout and keepalive rule its connections
     from meinheld import server as meinheld_server
 
@@ -441,7 +446,7 @@ def post_worker_init(worker: Any) -> None:
     limit = settings["worker_max_memory_mib"]
     if limit is None:
         return
-    if not hasattr(worker, "watchdog"):
+    if not is_meinheld(worker):
         worker.log.warning("WORKER_MAX_MEMORY=%s is enforced for Meinheld workers only; this worker ignores it", limit)
         return
     worker.watchdog = retire_when_over(worker, limit)
