@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.meinheld.harness import Gunicorn
-from tests.meinheld.parser_cases import CASES, GUNICORN_DIFFERENCES, Case, closes, exchange
+from tests.meinheld.parser_cases import CASES, GUNICORN_DIFFERENCES, Case, closes, exchange, limit_cases
 
 pytestmark = pytest.mark.meinheld
 
@@ -22,6 +22,9 @@ pytestmark = pytest.mark.meinheld
 PATCHED = [pytest.param(("patched", m), id=f"patched-{m}") for m in ("3.10", "3.13")]
 REFERENCE = [pytest.param(("patched", "3.11"), id="gunicorn-sync-3.11")]
 IDS = [c.id for c in CASES]
+# Limits other than Gunicorn's defaults, set on its command line: they must reach the worker's parser.
+LIMITS = {"--limit-request-line": 300, "--limit-request-fields": 12, "--limit-request-field_size": 500}
+LIMIT_CASES = limit_cases(*LIMITS.values())
 
 
 def _server(stack: object, tmp_path_factory: pytest.TempPathFactory, *options: str) -> Iterator[Gunicorn]:
@@ -36,6 +39,12 @@ def _server(stack: object, tmp_path_factory: pytest.TempPathFactory, *options: s
 def meinheld(stack: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
     """The patched worker with Gunicorn's default request limits."""
     yield from _server(stack, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def limited(stack: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
+    """The patched worker with LIMITS on Gunicorn's command line."""
+    yield from _server(stack, tmp_path_factory, *(str(part) for item in LIMITS.items() for part in item))
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +70,14 @@ def test_meinheld_answers_as_the_rfc_says(stack: object, meinheld: Gunicorn, cas
     else:
         assert closes(answer), f"{case.id}: no Connection: close and EOF after {answer.head!r} + {answer.body[:200]!r}"
     assert meinheld.alive() and "SIGSEGV" not in meinheld.log(), meinheld.log()
+
+
+@pytest.mark.parametrize("stack", PATCHED[-1:], indirect=True, scope="module")
+@pytest.mark.parametrize("case", LIMIT_CASES, ids=[c.id for c in LIMIT_CASES])
+def test_configured_request_limits_reach_the_worker(stack: object, limited: Gunicorn, case: Case) -> None:
+    """Gunicorn's limit_request_* settings, not fixed numbers, bound what the worker reads."""
+    answer = exchange(limited.port, case.raw)
+    assert answer.status == case.status, f"{case.id}: got {answer.status}, head {answer.head[:200]!r}"
 
 
 @pytest.mark.parametrize("stack", REFERENCE, indirect=True, scope="module")
