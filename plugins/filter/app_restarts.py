@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible_collections.wsgiops.meinheld_gunicorn.plugins.module_utils.app_layout import (
-    PENDING_STATES,
+    PENDING_KINDS,
     RELEASE_ENV,
     RELEASE_LISTEN,
     RELEASE_VENV,
@@ -47,9 +47,10 @@ def app_plan(
     (its settings), venv (its packages: a new venv, which the running master cannot load), code (its link moved), and
     the restarts and reloads an earlier run recorded and did not do (pending_socket, pending_restart, pending_reload).
     stack: the server role's server_stack (resocket_all, restart_all, reload_all: its unit or runtime files changed).
-    A socket restart restarts the instance too (the service Requires= it), a restart covers a reload, and an instance
-    started for the first time in this run already runs everything new. Returns [{name, unit, state, why, kind}], in
-    app order; kind names the record a stopped run leaves (PENDING_PREFIX + kind).
+    A socket change restarts the instance too, a restart covers a reload, and an instance started for the first time in
+    this run (app_first_starts) already runs everything new. Returns [{name, unit, state, why, kind}], in app order
+    (two steps for a socket change, see socket_steps); kind names the record a stopped run leaves (PENDING_PREFIX +
+    kind).
     """
 
     def has(kind: str, name: str) -> bool:
@@ -74,11 +75,69 @@ def app_plan(
             kind, why = "reload", "an earlier run changed it and stopped before reloading"
         else:
             continue
-        unit = "socket" if kind == "socket" else "service"
-        plan.append(
-            {"name": name, "unit": f"gunicorn@{name}.{unit}", "state": PENDING_STATES[kind], "why": why, "kind": kind}
-        )
+        if kind == "socket":
+            plan.extend(socket_steps(name, why))
+        else:
+            state = "reloaded" if kind == "reload" else "restarted"
+            plan.append({"name": name, "unit": f"gunicorn@{name}.service", "state": state, "why": why, "kind": kind})
     return plan
+
+
+def socket_steps(name: str, why: str) -> list[dict[str, str]]:
+    """Move an app's socket: stop the socket (systemd stops the service with it), then start the service.
+
+    Not `systemctl restart NAME.socket`: a restart only try-restarts the service that Requires= it, which does nothing
+    to an instance still starting (activating: its first connection started it, or it is slow to boot), and systemd
+    then refuses to start a socket whose service is not dead ("Socket service ... already active, refusing"). A stop
+    stops the service whatever its state, and starting the service starts the socket first (Requires=, After=).
+    """
+    return [
+        {"name": name, "unit": f"gunicorn@{name}.socket", "state": "stopped", "why": why, "kind": "socket"},
+        {
+            "name": name,
+            "unit": f"gunicorn@{name}.service",
+            "state": "started",
+            "why": "on its new socket",
+            "kind": "socket",
+        },
+    ]
+
+
+def app_first_starts(apps: list[Mapping[str, Any]], before: Mapping[str, Any]) -> list[str]:
+    """The apps this run starts for the first time: neither their socket nor their service was active when it began.
+
+    before: app_host_facts' apps (units per app, read before anything changed). Such an app's socket starts only after
+    this run wrote everything (apply.yml), so whatever instance runs afterwards, started by the role or by a first
+    connection on the new socket (a balancer's health check is quick), runs the new code and settings. Whether the
+    role's own start task changed anything says nothing here: a connection may have started the instance first.
+    """
+    first = []
+    for app in apps:
+        units = (before.get(app["name"]) or {}).get("units") or {}
+        if not any((units.get(kind) or {}).get("active") for kind in ("socket", "service")):
+            first.append(app["name"])
+    return first
+
+
+def app_start_limit_resets(
+    plan: list[Mapping[str, str]], apps: list[Mapping[str, Any]], before: Mapping[str, Any]
+) -> list[str]:
+    """The units whose start-rate counter a run clears before it (re)starts them: `systemctl reset-failed UNIT...`.
+
+    The unit's StartLimitBurst= guards against a crash loop; it counts every start, the role's too. A few deploys,
+    rollbacks or restarts by hand within its interval would make the role's next restart refused ("start request
+    repeated too quickly") and leave the socket failed, refusing every connection; an app the limit already stopped
+    (failed) would stay down through the very deploy meant to fix it. So the units of the plan (but a reload, which
+    starts nothing) and those of the apps found failed when the run began (before: app_host_facts' apps) start from a
+    clear counter. Only those: reset-failed refuses a unit that is not loaded, and a unit that never ran has nothing
+    counted.
+    """
+    units = {step["unit"] for step in plan if step["state"] != "reloaded"}
+    for app in apps:
+        for kind, state in ((before.get(app["name"]) or {}).get("units") or {}).items():
+            if state.get("failed"):
+                units.add(f"gunicorn@{app['name']}.{kind}")
+    return sorted(units)
 
 
 def app_pending(find_results: list[Mapping[str, Any]]) -> dict[str, list[str]]:
@@ -86,7 +145,7 @@ def app_pending(find_results: list[Mapping[str, Any]]) -> dict[str, list[str]]:
 
     Returns {pending_socket: [names], pending_restart: [names], pending_reload: [names]}, app_plan's keys.
     """
-    found: dict[str, list[str]] = {f"pending_{kind}": [] for kind in PENDING_STATES}
+    found: dict[str, list[str]] = {f"pending_{kind}": [] for kind in PENDING_KINDS}
     for result in find_results:
         for entry in result.get("files") or []:
             kind = pending_kind(entry["path"])
@@ -132,7 +191,7 @@ def app_pending_found(find_results: list[Mapping[str, Any]]) -> list[str]:
 
 def app_pending_paths(apps: list[Mapping[str, Any]]) -> list[str]:
     """Every pending record the apps may have: what a run removes once it applied its plan."""
-    return [app_pending_path(app, kind) for app in apps for kind in PENDING_STATES]
+    return [app_pending_path(app, kind) for app in apps for kind in PENDING_KINDS]
 
 
 class FilterModule:
@@ -143,6 +202,8 @@ class FilterModule:
         return {
             "app_units_to_stop": app_units_to_stop,
             "app_plan": app_plan,
+            "app_first_starts": app_first_starts,
+            "app_start_limit_resets": app_start_limit_resets,
             "app_pending": app_pending,
             "app_pending_paths": app_pending_paths,
             "app_pending_path": app_pending_path,

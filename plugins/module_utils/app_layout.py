@@ -33,7 +33,7 @@ RELEASE_LISTEN = ".wsgiops-listen.conf"
 # A restart or reload a run decided on, recorded in the app's directory before the change that needs it and removed
 # once done: a run stopped in between leaves it for the next run (PENDING_PREFIX + socket | restart | reload).
 PENDING_PREFIX = ".wsgiops-pending-"
-PENDING_STATES = {"socket": "restarted", "restart": "restarted", "reload": "reloaded"}
+PENDING_KINDS = ("socket", "restart", "reload")
 
 
 def env_text(value: Any) -> str:
@@ -115,7 +115,7 @@ def pending_kind(path: str) -> str | None:
     """The kind (socket, restart or reload) of a pending record at PATH; None for any other file."""
     base = posixpath.basename(path)
     kind = base.removeprefix(PENDING_PREFIX)
-    return kind if base.startswith(PENDING_PREFIX) and kind in PENDING_STATES else None
+    return kind if base.startswith(PENDING_PREFIX) and kind in PENDING_KINDS else None
 
 
 def app_record_paths(app: Mapping[str, Any], release: str) -> dict[str, str]:
@@ -130,6 +130,6 @@ def app_record_paths(app: Mapping[str, Any], release: str) -> dict[str, str]:
 
 def app_pending_path(app: Mapping[str, Any], kind: str) -> str:
     """Where a normalised app's record of a pending KIND (socket, restart or reload) lives."""
-    if kind not in PENDING_STATES:
+    if kind not in PENDING_KINDS:
         raise ValueError(f"no pending record of kind {kind!r}")
     return posixpath.join(app["dirs"]["home"], PENDING_PREFIX + kind)

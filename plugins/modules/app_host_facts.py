@@ -85,7 +85,7 @@ apps:
   description: >-
     name -> {link, venv (each a stat as ansible.builtin.stat returns it: exists, path, islnk, isdir, lnk_target),
     found ([{path}], as ansible.builtin.find lists files), present (the paths matching C(present)),
-    units ({socket, service} -> {active, enabled})}.
+    units ({socket, service} -> {active, enabled, failed})}.
   type: dict
   returned: always
 """
@@ -135,7 +135,7 @@ def _is_file(path: str) -> bool:
 
 
 def unit_states(show: str) -> dict[str, dict[str, bool]]:
-    """{unit: {active, enabled}} from `systemctl show -p Id,ActiveState,UnitFileState UNIT...`."""
+    """{unit: {active, enabled, failed}} from `systemctl show -p Id,ActiveState,UnitFileState UNIT...`."""
     states = {}
     for block in show.strip().split("\n\n"):
         unit = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
@@ -143,6 +143,7 @@ def unit_states(show: str) -> dict[str, dict[str, bool]]:
             states[unit["Id"]] = {
                 "active": unit.get("ActiveState") == "active",
                 "enabled": unit.get("UnitFileState", "").startswith("enabled"),
+                "failed": unit.get("ActiveState") == "failed",
             }
     return states
 
@@ -184,7 +185,7 @@ def main() -> None:
                 for path in glob.glob(os.path.join(glob.escape(home), pattern))
             ),
             "units": {
-                kind: states.get(f"gunicorn@{name}.{kind}", {"active": False, "enabled": False})
+                kind: states.get(f"gunicorn@{name}.{kind}", {"active": False, "enabled": False, "failed": False})
                 for kind in ("socket", "service")
             },
         }

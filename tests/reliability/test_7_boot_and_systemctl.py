@@ -2,7 +2,9 @@
 /etc/gunicorn/NAME.env.d/ (where cloud-init writes them) reach the next start; a hand-edited PORT is refused with one
 status line instead of silently serving the old port; `systemctl stop` stops (the socket too) and `restart` keeps the
 socket; a prestart that fails until its dependency is up is retried (exit 3) until it passes, while a bad setting
-(exit 2) stays failed.
+(exit 2) stays failed; a first deploy that connections reach as soon as its socket listens starts the app once, a
+deploy that moves the socket while the instance is still starting converges, and one that follows restarts by hand is
+not refused by the unit's start limit.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import Report
-from tests.verify.conftest import APP, HELLO, App, wait_for
+from tests.reliability.conftest import EXAMPLE, Report
+from tests.verify.conftest import APP, HELLO, App, Site, wait_for
 
 ENV_FILE = f"/etc/gunicorn/{APP}.env"
 DROP_IN_DIR = f"/etc/gunicorn/{APP}.env.d"
@@ -144,3 +146,68 @@ def test_a_start_that_may_pass_is_retried_and_a_bad_setting_is_not(host: Any, ap
     final = (prop(host, SERVICE, "ActiveState"), prop(host, SERVICE, "ExecMainStatus"), restarts)
     report.bad_inputs.append(("LOG_LEVEL=loud in a boot drop-in: exit 2, not retried", final == ("failed", "2", 0)))
     assert final == ("failed", "2", 0)
+
+
+def test_a_first_deploy_that_connections_reach_at_once_starts_the_app_once(
+    site: Site, host: Any, app: App, report: Report
+) -> None:
+    """A balancer's health checks start a new app through its socket before the role's own start task: that instance
+    already runs the new release, and the run must not restart its socket on top (a fleet's first converge did, and
+    failed on one host)."""
+    removed = site.converge({"app_list": [{**EXAMPLE, "state": "absent"}]}, "playbooks/deploy.yml")
+    assert removed.rc == 0, removed.output[-3000:]
+    knock = "while :; do (exec 3<>/dev/tcp/127.0.0.1/80) 2>/dev/null; sleep 0.1; done"
+    sh(host, f"systemd-run --unit=knock-knock --quiet bash -c '{knock}'")
+    try:
+        result = site.converge({"app_list": [EXAMPLE]}, "playbooks/deploy.yml")
+    finally:
+        host.run("systemctl stop knock-knock")
+    once = result.rc == 0 and "where it listens changed" not in result.output
+    report.faults.append(("first deploy with connections from its first second: started once", once, ""))
+    assert result.rc == 0, result.output[-3000:]
+    assert "where it listens changed" not in result.output, result.output[-3000:]
+    assert app.wait_serving() == (200, HELLO)
+
+
+def test_a_socket_move_while_the_instance_starts_converges(site: Site, host: Any, app: App, report: Report) -> None:
+    """A deploy that changes the port while the instance is still starting (a slow first boot, or a balancer's health
+    check that started it through its new socket a moment before) moves the socket and serves there.
+
+    `systemctl restart NAME.socket` cannot: it leaves an instance that is still activating alone, then systemd refuses
+    to start a socket whose service is not dead. A fleet's first converge failed so on one of three hosts.
+    """
+    slow = f"{DROP_IN_DIR}/slow-once.sh"
+    flag = f"/var/lib/gunicorn/{APP}/slow-once"
+    script = f'if [ ! -e "{flag}" ]; then touch "{flag}"; sleep 600; fi\n'
+    sh(host, f"printf '%s' '{script}' > /tmp/slow.sh && install -m 0644 /tmp/slow.sh {slow}")
+    sh(host, f"printf 'PRE_START_PATH=\"{slow}\"\\n' > {DROP_IN}")
+    try:
+        sh(host, f"systemctl restart --no-block {SERVICE}")
+        assert wait_for(lambda: prop(host, SERVICE, "ActiveState"), lambda s: s == "activating") == "activating"
+        result = site.converge({"app_list": [{**EXAMPLE, "env": {"PORT": "8081"}}]}, "playbooks/deploy.yml")
+        answer = app.get(8081)
+        moved = result.rc == 0 and answer == (200, HELLO)
+        report.faults.append(("port moved while the instance was still starting", moved, prop(host, SOCKET, "Listen")))
+        assert result.rc == 0, result.output[-3000:]
+        assert answer == (200, HELLO)
+    finally:
+        host.run(f"systemctl stop {SOCKET} {SERVICE}; rm -f {slow} {flag} {DROP_IN}")
+        back = site.converge({"app_list": [EXAMPLE]}, "playbooks/deploy.yml")
+        assert back.rc == 0, back.output[-3000:]
+
+
+def test_a_deploy_starts_an_app_its_start_limit_stopped(site: Site, host: Any, app: App, report: Report) -> None:
+    """Restarts by hand, or a few deploys and rollbacks within a minute, reach the unit's StartLimitBurst=; the next
+    deploy still restarts the app (a run once failed so, leaving the socket failed and every connection refused)."""
+    for _ in range(6):
+        host.run(f"systemctl restart {SERVICE}")
+    assert prop(host, SERVICE, "Result") == "start-limit-hit"
+    try:
+        result = site.converge({"app_list": [{**EXAMPLE, "env": {"LOG_LEVEL": "warning"}}]}, "playbooks/deploy.yml")
+        answer = app.wait_serving()
+        report.faults.append(("a deploy right after the start limit stopped the app", answer == (200, HELLO), ""))
+        assert result.rc == 0, result.output[-3000:]
+        assert answer == (200, HELLO)
+    finally:
+        back = site.converge({"app_list": [EXAMPLE]}, "playbooks/deploy.yml")
+        assert back.rc == 0, back.output[-3000:]

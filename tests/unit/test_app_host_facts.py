@@ -91,13 +91,17 @@ def test_reads_links_records_and_marked_directories(tmp_path: Path, root: Path) 
             "Id=gunicorn@web.socket\nActiveState=active\nUnitFileState=enabled\n\n"
             "Id=gunicorn@web.service\nActiveState=activating\nUnitFileState=disabled\n",
             {
-                "gunicorn@web.socket": {"active": True, "enabled": True},
-                "gunicorn@web.service": {"active": False, "enabled": False},
+                "gunicorn@web.socket": {"active": True, "enabled": True, "failed": False},
+                "gunicorn@web.service": {"active": False, "enabled": False, "failed": False},
             },
         ),
         (
             "Id=gunicorn@a.service\nActiveState=active\nUnitFileState=enabled-runtime\n",
-            {"gunicorn@a.service": {"active": True, "enabled": True}},
+            {"gunicorn@a.service": {"active": True, "enabled": True, "failed": False}},
+        ),
+        (  # what the start limit leaves: a failed unit, which a deploy must start again
+            "Id=gunicorn@a.service\nActiveState=failed\nUnitFileState=enabled\n",
+            {"gunicorn@a.service": {"active": False, "enabled": True, "failed": True}},
         ),
         ("", {}),
     ],

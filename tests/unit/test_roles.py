@@ -562,7 +562,11 @@ NO_STACK_CHANGE = {"resocket_all": False, "restart_all": False, "reload_all": Fa
         ({}, NO_STACK_CHANGE, []),
         ({"code": ["a"]}, NO_STACK_CHANGE, [("gunicorn@a.service", "reloaded")]),
         ({"code": ["a"], "env": ["a"]}, NO_STACK_CHANGE, [("gunicorn@a.service", "restarted")]),
-        ({"env": ["b"], "socket": ["b"], "code": ["b"]}, NO_STACK_CHANGE, [("gunicorn@b.socket", "restarted")]),
+        (
+            {"env": ["b"], "socket": ["b"], "code": ["b"]},
+            NO_STACK_CHANGE,
+            [("gunicorn@b.socket", "stopped"), ("gunicorn@b.service", "started")],
+        ),
         ({"code": ["a"], "started": ["a"]}, NO_STACK_CHANGE, []),  # a first start runs the new code already
         (
             {"env": ["a"]},
@@ -572,7 +576,7 @@ NO_STACK_CHANGE = {"resocket_all": False, "restart_all": False, "reload_all": Fa
         (
             {"started": ["b"]},
             {**NO_STACK_CHANGE, "resocket_all": True},
-            [("gunicorn@a.socket", "restarted")],
+            [("gunicorn@a.socket", "stopped"), ("gunicorn@a.service", "started")],
         ),
     ],
 )
@@ -589,7 +593,10 @@ def test_one_plan_per_app_the_strongest_action(
         ({"venv": ["a"], "code": ["a"]}, [("gunicorn@a.service", "restarted", "restart")]),  # new packages: restart
         ({"pending_reload": ["a"]}, [("gunicorn@a.service", "reloaded", "reload")]),
         ({"pending_restart": ["a"], "code": ["a"]}, [("gunicorn@a.service", "restarted", "restart")]),
-        ({"pending_socket": ["b"]}, [("gunicorn@b.socket", "restarted", "socket")]),
+        (
+            {"pending_socket": ["b"]},
+            [("gunicorn@b.socket", "stopped", "socket"), ("gunicorn@b.service", "started", "socket")],
+        ),
         ({"pending_restart": ["a"], "started": ["a"]}, []),  # started in this run: nothing left to do
     ],
 )
@@ -598,6 +605,51 @@ def test_a_new_venv_restarts_and_a_stopped_run_s_records_are_applied(
 ) -> None:
     plan = filters.app_plan([{"name": "a"}, {"name": "b"}], changed, NO_STACK_CHANGE)
     assert [(step["unit"], step["state"], step["kind"]) for step in plan] == expected
+
+
+def units(socket: bool, service: bool) -> dict[str, dict[str, dict[str, bool]]]:
+    """app_host_facts' units of one app, as read before the run changed anything."""
+    return {
+        "units": {"socket": {"active": socket, "enabled": socket}, "service": {"active": service, "enabled": False}}
+    }
+
+
+@pytest.mark.parametrize(
+    ("before", "first"),
+    [
+        ({}, ["a", "b"]),  # a fresh host: nothing of either app exists yet
+        (
+            {"a": units(False, False), "b": units(True, False)},
+            ["a"],
+        ),  # b's socket listened: a connection could start it
+        ({"a": units(True, True), "b": units(True, True)}, []),
+        ({"a": units(False, True)}, ["b"]),  # a service up without its socket is going down, not new
+    ],
+)
+def test_a_first_start_is_read_from_the_units_before_the_run(
+    filters: ModuleType, before: dict[str, object], first: list[str]
+) -> None:
+    """Not from the start task's result: a balancer's health check may start the instance through its new socket
+    first, and that instance already runs everything new (a fleet converge once restarted such a socket and failed)."""
+    assert filters.app_first_starts([{"name": "a"}, {"name": "b"}], before) == first
+
+
+@pytest.mark.parametrize(
+    ("changed", "before", "resets"),
+    [
+        ({"code": ["a"]}, {}, []),  # a reload starts nothing: no counter to clear
+        ({"env": ["a"]}, {}, ["gunicorn@a.service"]),
+        ({"socket": ["b"]}, {}, ["gunicorn@b.service", "gunicorn@b.socket"]),
+        ({}, {"b": {"units": {"service": {"failed": True}, "socket": {"failed": False}}}}, ["gunicorn@b.service"]),
+        ({}, {"gone": {"units": {"service": {"failed": True}}}}, []),  # not an app of this run
+    ],
+)
+def test_the_units_a_run_restarts_start_from_a_clear_start_limit(
+    filters: ModuleType, changed: dict[str, list[str]], before: dict[str, object], resets: list[str]
+) -> None:
+    apps = [{"name": "a"}, {"name": "b"}]
+    plan = filters.app_plan(apps, changed, NO_STACK_CHANGE)
+    assert filters.app_start_limit_resets(plan, apps, before) == resets
 
 
 def test_pending_records_round_trip_through_their_file_names(filters: ModuleType) -> None:
