@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import paths, report, runner, stacks, venvs
+from meinheld_build.build import PATCH_DIR, read_series
 
 PROVISION_OUTCOME = paths.CACHE / "provision" / "outcome.json"
 
@@ -39,6 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--rounds", type=int, help="interleaved rounds")
     run.add_argument("--connections", type=int, help="wrk connections")
     run.add_argument("--no-scaling", action="store_true", help="skip the scaling runs")
+    run.add_argument(
+        "--baseline",
+        "--baseline-series",
+        dest="baseline",
+        metavar="PATCH",
+        help=f"add the {stacks.SUITE_BASELINE} stack: the suite with Meinheld built from meinheld_build/patches/series "
+        "cut after PATCH (its number, e.g. 0017, or file name), to compare a change with the build before it",
+    )
     run.add_argument("--out", type=Path, default=paths.RESULTS, help="results directory (default bench/results)")
     prov = sub.add_parser("provision", help="fresh converge, idempotent rerun, code-only deploy, image boot times")
     prov.add_argument("--out", type=Path, default=paths.RESULTS)
@@ -66,9 +75,24 @@ def _plan(args: argparse.Namespace) -> runner.Plan:
     return replace(plan, **{k: v for k, v in changes.items() if v is not None})
 
 
-def build_venvs(names: set[str]) -> dict[str, Path]:
-    """Build the venvs the chosen stacks need, plus peers (the chart's matplotlib)."""
-    return {name: venvs.ensure(name) for name in sorted(names | {"peers"})}
+def build_venvs(names: set[str], baseline: str | None = None) -> dict[str, Path]:
+    """Build the venvs the chosen stacks need, plus peers (the chart's matplotlib), and the --baseline one if asked."""
+    pythons = {name: venvs.ensure(name) for name in sorted((names - {stacks.SUITE_BASELINE}) | {"peers"})}
+    if baseline is not None:
+        pythons[stacks.SUITE_BASELINE] = venvs.ensure_baseline(baseline)
+    return pythons
+
+
+def baseline_series(value: str | None, patch_dir: Path = PATCH_DIR) -> dict[str, Any] | None:
+    """What --baseline names: the series' last patch and its length; a value naming no patch exits with why."""
+    if value is None:
+        return None
+    try:
+        last = venvs.resolve_patch(patch_dir, value)
+    except ValueError as error:
+        raise SystemExit(f"python -m bench run: {error}") from None
+    series = read_series(patch_dir)
+    return {"last_patch": last.name, "patches": series.index(last) + 1, "of": len(series)}
 
 
 def write(results: dict[str, Any], out: Path, peers_python: Path | None) -> None:
@@ -95,12 +119,19 @@ def latest_provision(previous: Path) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    chosen = stacks.by_key(args.only.split(",") if args.only else None)
-    pythons = build_venvs({s.venv for s in chosen if s.venv} | {"suite"})
+    baseline = baseline_series(args.baseline)
+    extra = (stacks.baseline_stack(baseline["last_patch"]),) if baseline else ()
+    try:
+        chosen = stacks.by_key(args.only.split(",") if args.only else None, extra)
+    except ValueError as error:
+        raise SystemExit(f"python -m bench run: {error}") from None
+    pythons = build_venvs({s.venv for s in chosen if s.venv} | {"suite"}, args.baseline)
     rundir = paths.CACHE / ("run-smoke" if args.smoke else "run")
     results = runner.run(_plan(args), chosen, pythons, rundir, scaling=not args.no_scaling)
     results["venvs"] = {name: venvs.describe(python) for name, python in pythons.items()}
     results["smoke"] = bool(args.smoke)
+    if baseline:
+        results["baseline_series"] = baseline
     build = results["venvs"].get("suite", {}).get("meinheld_build", "")
     if not build.startswith("patched"):  # never let the table call a stock build "patched"
         for row in results["rows"]:

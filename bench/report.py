@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.stacks import BASELINE, STOCK, SUITE
+from bench.stacks import BASELINE, STOCK, SUITE, SUITE_BASELINE
 
 # issue 23's targets, per core: the suite at least 1.3x uWSGI+nginx (the issue asks it for `Connection: close`; the
 # keep-alive figure is shown beside it), at least bjoern with keep-alive, and the patched build at least 1.3x stock.
@@ -18,6 +18,10 @@ TARGET_SUITE_OVER_BASELINE = 1.3
 TARGET_SUITE_OVER_BJOERN = 1.0
 TARGET_PATCHED_OVER_STOCK = 1.3
 BJOERN = "bjoern"
+# With `run --baseline PATCH`: suite / bjoern keep-alive at most 3% below suite-baseline / bjoern of the same run (the
+# parser work's issue: "within 3% of before"); close mode is reported beside it, without a target.
+TARGET_CHANGE_FROM_BASELINE = -0.03
+BASELINE_TARGET_MODES = ("keep-alive",)
 # Other work on the server's CPU above this share of it makes a figure suspect; the report flags it.
 NOISY_OTHER_CPU = 0.10
 MODE_TITLES = {"keep-alive": "keep-alive", "close": "`Connection: close` (a new TCP connection per request)"}
@@ -65,6 +69,104 @@ def targets(rows: list[dict[str, Any]], modes: Iterable[str]) -> list[dict[str, 
             met = None if value is None else value >= threshold
             checks.append({"target": name, "mode": mode, "ratio": value, "ratio_per_cpu": per_cpu, "met": met})
     return checks
+
+
+def _change(now: float | None, before: float | None) -> float | None:
+    return now / before - 1 if now and before else None
+
+
+def against_baseline(rows: list[dict[str, Any]], modes: Iterable[str]) -> list[dict[str, Any]]:
+    """Per mode: suite / bjoern and suite-baseline / bjoern (medians of the same run) and the change between them.
+
+    Empty when the baseline stack did not take part. The change is now / before - 1; the target (keep-alive) is met
+    when it is no lower than TARGET_CHANGE_FROM_BASELINE; a mode without a target has met None, as an unmeasured one.
+    """
+    if not any(r["section"] == "per_core" and r["stack"] == SUITE_BASELINE for r in rows):
+        return []
+    checks = []
+    for mode in modes:
+        suite, before, bjoern = (find(rows, "per_core", key, mode) for key in (SUITE, SUITE_BASELINE, BJOERN))
+        ratios = {}
+        for field in ("requests_per_s", "requests_per_cpu_s"):
+            mine, old, theirs = _rps(suite, field), _rps(before, field), _rps(bjoern, field)
+            ratios[field] = (
+                mine / theirs if mine and theirs else None,
+                old / theirs if old and theirs else None,
+            )
+        now, then = ratios["requests_per_s"]
+        change = _change(now, then)
+        targeted = mode in BASELINE_TARGET_MODES
+        checks.append(
+            {
+                "mode": mode,
+                "suite_rps": _rps(suite),
+                "baseline_rps": _rps(before),
+                "bjoern_rps": _rps(bjoern),
+                "suite_over_bjoern": now,
+                "baseline_over_bjoern": then,
+                "change": change,
+                "change_per_cpu": _change(*ratios["requests_per_cpu_s"]),
+                "targeted": targeted,
+                "met": None if change is None or not targeted else change >= TARGET_CHANGE_FROM_BASELINE - 1e-12,
+            }
+        )
+    return checks
+
+
+def _baseline_name(results: dict[str, Any], full: bool = False) -> str:
+    """The baseline as the report names it: "Meinheld patches up to 0017" (full: the whole file name)."""
+    last = (results.get("baseline_series") or {}).get("last_patch")
+    if not last:
+        return f"the {SUITE_BASELINE} stack"
+    return f"Meinheld patches up to {last if full else last.split('-', 1)[0]}"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1%}"
+
+
+def _baseline_lines(results: dict[str, Any]) -> list[str]:
+    """The verdict lines of the baseline comparison, one per mode, for the Targets section."""
+    name = _baseline_name(results)
+    lines = []
+    for check in against_baseline(results["rows"], results["plan"]["modes"]):
+        figures = (
+            f"{_ratio(check['suite_over_bjoern'])} now, {_ratio(check['baseline_over_bjoern'])} before: "
+            f"{_percent(check['change'])} (per CPU-second {_percent(check['change_per_cpu'])})"
+        )
+        if check["targeted"]:
+            verdict = {True: "met", False: "**not met**", None: "not measured"}[check["met"]]
+            limit = f"{-TARGET_CHANGE_FROM_BASELINE:.0%}"
+            lines.append(f"- suite / bjoern within {limit} of {name} ({check['mode']}): {figures}: {verdict}")
+        else:
+            lines.append(f"- suite / bjoern against {name} ({check['mode']}, reported, no target): {figures}")
+    return lines
+
+
+def _baseline_table(results: dict[str, Any]) -> list[str]:
+    checks = against_baseline(results["rows"], results["plan"]["modes"])
+    if not checks:
+        return []
+    series = results.get("baseline_series") or {}
+    count = f" ({series['patches']} of the {series['of']} patches)" if series.get("of") else ""
+    lines = [
+        f"## Against the build before: {_baseline_name(results, full=True)}{count}",
+        "",
+        f"The {SUITE_BASELINE} stack is the suite's (same launcher, config, pins and environment) with Meinheld built "
+        "from the series cut after that patch; medians of this run, each divided by bjoern's of the same run. "
+        "*change*: (suite / bjoern) / (baseline / bjoern) - 1.",
+        "",
+        "| mode | suite req/s | baseline req/s | bjoern req/s | suite / bjoern | baseline / bjoern | change "
+        "| change per CPU-s |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for c in checks:
+        lines.append(
+            f"| {c['mode']} | {_num(c['suite_rps'], ',.0f')} | {_num(c['baseline_rps'], ',.0f')} "
+            f"| {_num(c['bjoern_rps'], ',.0f')} | {_ratio(c['suite_over_bjoern'])} "
+            f"| {_ratio(c['baseline_over_bjoern'])} | {_percent(c['change'])} | {_percent(c['change_per_cpu'])} |"
+        )
+    return [*lines, ""]
 
 
 def _header(results: dict[str, Any]) -> list[str]:
@@ -152,6 +254,7 @@ def _targets_section(results: dict[str, Any]) -> list[str]:
             f"- {check['target']} ({check['mode']}): {_ratio(check['ratio'])} "
             f"(per CPU-second {_ratio(check['ratio_per_cpu'])}): {verdict}"
         )
+    lines += _baseline_lines(results)
     return [*lines, ""]
 
 
@@ -174,6 +277,7 @@ def markdown(results: dict[str, Any], chart: str | None = "throughput.png") -> s
     """The whole report as Markdown: conditions, targets, the per-core tables, scaling, provisioning."""
     lines = [*_header(results), ""]
     lines += _targets_section(results)
+    lines += _baseline_table(results)
     lines += ["## Throughput per core (one worker on one CPU)", ""]
     if chart:
         lines += [f"![requests per second per stack]({chart})", ""]

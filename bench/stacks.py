@@ -22,6 +22,7 @@ HELLO = b"Hello World from Flask"
 BASELINE = "uwsgi-nginx"
 SUITE = "suite"
 SUITE_DEFAULTS = "suite-defaults"
+SUITE_BASELINE = "suite-baseline"  # `run --baseline PATCH`: the suite with Meinheld built from an earlier series
 STOCK = "stock-meinheld"
 # Threads per gthread worker: Gunicorn's docs suggest 2-4 per core; one worker on one core gets 4.
 GTHREAD_THREADS = 4
@@ -281,12 +282,41 @@ def scaling_env(workers_per_core: float) -> dict[str, str]:
     return {"WEB_CONCURRENCY": "", "WORKERS_PER_CORE": f"{workers_per_core:g}"}
 
 
-def by_key(keys: list[str] | None) -> tuple[Stack, ...]:
-    """The stacks named (all when None), in the table's order; an unknown name is an error, not a silent skip."""
+def baseline_stack(last_patch: str) -> Stack:
+    """The suite's stack (same launcher, config, pins, env) on Meinheld built from the series cut after last_patch.
+
+    last_patch is the series' file name (0017-hold-at-most-16-requests-per-batch.patch); the label carries its number.
+    """
+    number = last_patch.split("-", 1)[0]
+    return Stack(
+        SUITE_BASELINE,
+        f"suite, Meinheld patches up to {number}",
+        "suite",
+        SUITE_BASELINE,
+        _launcher(SUITE_BASELINE, paths.EXAMPLE_APP),
+    )
+
+
+def by_key(keys: list[str] | None, extra: tuple[Stack, ...] = ()) -> tuple[Stack, ...]:
+    """The stacks named (all when None), in the table's order; an unknown name is an error, not a silent skip.
+
+    `extra` (the --baseline stack) is known besides PER_CORE, listed right after the suite, and always chosen: asking
+    for a baseline means measuring it.
+    """
+    everything = _with_extra(extra)
     if not keys:
-        return PER_CORE
-    known = {stack.key: stack for stack in PER_CORE}
+        return everything
+    known = {stack.key: stack for stack in everything}
     unknown = sorted(set(keys) - set(known))
     if unknown:
-        raise ValueError(f"unknown stack(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    return tuple(stack for stack in PER_CORE if stack.key in keys)
+        hint = f" ({SUITE_BASELINE} needs --baseline PATCH)" if SUITE_BASELINE in unknown else ""
+        raise ValueError(f"unknown stack(s) {', '.join(unknown)}{hint}; known: {', '.join(known)}")
+    wanted = set(keys) | {stack.key for stack in extra}
+    return tuple(stack for stack in everything if stack.key in wanted)
+
+
+def _with_extra(extra: tuple[Stack, ...]) -> tuple[Stack, ...]:
+    if not extra:
+        return PER_CORE
+    at = next(i for i, stack in enumerate(PER_CORE) if stack.key == SUITE) + 1
+    return (*PER_CORE[:at], *extra, *PER_CORE[at:])

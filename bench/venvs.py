@@ -4,6 +4,8 @@
   from `make meinheld-wheel` when meinheld_build/ exists; until it does, stock Meinheld, and the results say so.
 - stock: the same pins with Meinheld 1.0.2 as published (`--no-deps`: its greenlet<0.5 pin does not build on 3.11).
 - peers: the same pins plus bench/requirements.txt (uWSGI, bjoern, granian, matplotlib for the chart, py-spy).
+- suite-baseline (`run --baseline PATCH`): the suite's pins with a Meinheld wheel built from the patch series cut after
+  PATCH, keyed by that truncated series (and build.py), so an earlier build of our own wheel runs beside today's.
 A change of any pin, of the interpreter or of the Meinheld patches gives a new key, so a stale venv is never reused.
 """
 
@@ -11,14 +13,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import paths
+from meinheld_build import build as meinheld
 
 STOCK_MEINHELD = "meinheld==1.0.2"
 VENVS = ("suite", "stock", "peers")
+SUITE_BASELINE = "suite-baseline"
+MEINHELD_DOWNLOADS = paths.REPO / ".cache" / "meinheld" / "downloads"  # where `make meinheld-wheel` keeps the sdist
 _SKIP_PARTS = {"__pycache__", "build", "dist", ".pytest_cache"}
 
 
@@ -86,6 +95,96 @@ def _meinheld_wheel(out: Path) -> Path | None:
     return wheels[0]
 
 
+def resolve_patch(patch_dir: Path, last: str) -> Path:
+    """The patch of patch_dir's series that `last` names: its file name, with or without .patch, or its number.
+
+    "0017", "17", "0017-hold-at-most-16-requests-per-batch" and the full file name all name the same patch; a value
+    that names none of the series (or more than one) is an error that says which value and what the series holds.
+    """
+    series = meinheld.read_series(patch_dir)
+    wanted = last.strip()
+    number = int(wanted) if wanted.isdigit() else None
+    found = [
+        patch
+        for patch in series
+        if wanted in (patch.name, patch.name.removesuffix(".patch"))
+        or (number is not None and (m := re.match(r"\d+", patch.name)) is not None and int(m.group()) == number)
+    ]
+    if len(found) != 1:
+        why = "names no patch" if not found else f"names {len(found)} patches"
+        raise ValueError(
+            f"--baseline {last!r} {why} of {patch_dir / 'series'} "
+            f"(it holds {series[0].name} ... {series[-1].name}; give a number such as 17 or a file name)"
+        )
+    return found[0]
+
+
+def truncate_series(patch_dir: Path, last: str, dest: Path) -> list[Path]:
+    """Copy patch_dir to dest with its series cut after the patch `last` names; the copy's patches, in order.
+
+    The copy holds only the patches it applies, so tree_digest(dest) is the truncated series' content.
+    """
+    end = resolve_patch(patch_dir, last)
+    kept = meinheld.read_series(patch_dir)
+    kept = kept[: kept.index(end) + 1]
+    dest.mkdir(parents=True, exist_ok=True)
+    for patch in kept:
+        shutil.copy2(patch, dest / patch.name)
+    (dest / "series").write_text(
+        f"# the series cut after {end.name}\n" + "".join(f"{p.name}\n" for p in kept), encoding="utf-8"
+    )
+    return meinheld.read_series(dest)
+
+
+def _build_venv(venv: Path, files: list[Path], install_meinheld: Callable[[Path], str]) -> Path:
+    """Create venv with the server lock and the other pins; install_meinheld(python) installs it, returns the marker."""
+    python = venv / "bin" / "python"
+    if (venv / ".complete").exists():
+        return python
+    print(f"bench: building the {venv.name} venv in {venv}", file=sys.stderr, flush=True)
+    subprocess.run([str(base_python()), "-m", "venv", "--clear", str(venv)], check=True)
+    # The server stack's lock carries hashes, which turn on pip's hash checking for every requirement of a run: it is
+    # installed on its own, as the app role does, and the unhashed pins after it.
+    _pip(python, "--require-hashes", "-r", str(paths.SERVER_REQUIREMENTS))
+    _pip(python, *(arg for path in files if path != paths.SERVER_REQUIREMENTS for arg in ("-r", str(path))))
+    (venv / "meinheld").write_text(install_meinheld(python) + "\n")
+    (venv / ".complete").touch()
+    return python
+
+
+def ensure_baseline(last: str, cache: Path = paths.CACHE, patch_dir: Path = meinheld.PATCH_DIR) -> Path:
+    """The interpreter of the suite's venv with Meinheld built from the series cut after patch `last`.
+
+    Identical to the suite venv (same pins, same build as `make meinheld-wheel`: the server lock as the build's
+    constraint) but for the series; keyed by the truncated series and build.py, so a re-run reuses it.
+    """
+    version = ".".join(map(str, sys.version_info[:3]))
+    pins = [paths.SERVER_REQUIREMENTS, paths.APP_REQUIREMENTS]
+    with tempfile.TemporaryDirectory(prefix="bench-series-") as tmp:
+        series_dir = Path(tmp) / "patches"
+        patches = truncate_series(patch_dir, last, series_dir)
+        build_py = hashlib.sha256(Path(meinheld.__file__).read_bytes()).hexdigest()
+        extra = f"patched {tree_digest(series_dir)} build.py {build_py}"
+        venv = cache / f"venv-{SUITE_BASELINE}-{key(SUITE_BASELINE, version, pins, extra)}"
+
+        def install(python: Path) -> str:
+            print(f"bench: building Meinheld from {len(patches)} patches, up to {patches[-1].name}", file=sys.stderr)
+            try:
+                wheel = meinheld.build_wheel(
+                    str(base_python()),
+                    venv.with_name(venv.name + "-wheel"),
+                    download_dir=MEINHELD_DOWNLOADS,
+                    constraint=paths.SERVER_REQUIREMENTS,
+                    patch_dir=series_dir,
+                )
+            except meinheld.BuildError as error:
+                raise RuntimeError(f"the Meinheld wheel up to {patches[-1].name} did not build: {error}") from error
+            _pip(python, "--no-deps", str(wheel))
+            return f"patched {wheel.name} (series up to {patches[-1].name})"
+
+        return _build_venv(venv, pins, install)
+
+
 def ensure(name: str, cache: Path = paths.CACHE) -> Path:
     """Return the interpreter of venv `name`, building it on first use; its `meinheld` marker says which build."""
     version = ".".join(map(str, sys.version_info[:3]))
@@ -93,31 +192,22 @@ def ensure(name: str, cache: Path = paths.CACHE) -> Path:
     files = [*pins, paths.BENCH_REQUIREMENTS] if name == "peers" else pins
     extra = {"suite": _meinheld_source(), "stock": STOCK_MEINHELD}.get(name, "")
     venv = cache / f"venv-{name}-{key(name, version, files, extra)}"
-    python = venv / "bin" / "python"
-    if (venv / ".complete").exists():
-        return python
-    print(f"bench: building the {name} venv in {venv}", file=sys.stderr, flush=True)
-    subprocess.run([str(base_python()), "-m", "venv", "--clear", str(venv)], check=True)
-    # The server stack's lock carries hashes, which turn on pip's hash checking for every requirement of a run: it is
-    # installed on its own, as the app role does, and the unhashed pins after it.
-    _pip(python, "--require-hashes", "-r", str(paths.SERVER_REQUIREMENTS))
-    _pip(python, *(arg for path in files if path != paths.SERVER_REQUIREMENTS for arg in ("-r", str(path))))
-    meinheld = "none"
-    if name == "suite":
-        wheel = _meinheld_wheel(venv.with_name(venv.name + "-wheel"))
-        if wheel is None:
-            print("bench: no `make meinheld-wheel` yet: the suite venv gets stock Meinheld", file=sys.stderr)
-            _pip(python, "--no-deps", STOCK_MEINHELD)
-            meinheld = f"stock {STOCK_MEINHELD} (patched build not available)"
-        else:
+
+    def install(python: Path) -> str:
+        if name == "suite":
+            wheel = _meinheld_wheel(venv.with_name(venv.name + "-wheel"))
+            if wheel is None:
+                print("bench: no `make meinheld-wheel` yet: the suite venv gets stock Meinheld", file=sys.stderr)
+                _pip(python, "--no-deps", STOCK_MEINHELD)
+                return f"stock {STOCK_MEINHELD} (patched build not available)"
             _pip(python, "--no-deps", str(wheel))
-            meinheld = f"patched {wheel.name}"
-    elif name == "stock":
-        _pip(python, "--no-deps", STOCK_MEINHELD)
-        meinheld = f"stock {STOCK_MEINHELD}"
-    (venv / "meinheld").write_text(meinheld + "\n")
-    (venv / ".complete").touch()
-    return python
+            return f"patched {wheel.name}"
+        if name == "stock":
+            _pip(python, "--no-deps", STOCK_MEINHELD)
+            return f"stock {STOCK_MEINHELD}"
+        return "none"
+
+    return _build_venv(venv, files, install)
 
 
 def describe(python: Path) -> dict[str, str]:

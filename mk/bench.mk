@@ -6,7 +6,8 @@
 BENCH_PACKAGES := wrk nginx libev-dev gcc python3-dev util-linux
 APT_PACKAGES += $(BENCH_PACKAGES)
 
-# Extra arguments for `make bench`, e.g. BENCH_ARGS="--only suite,uwsgi-nginx --rounds 5".
+# Extra arguments for `make bench`, e.g. BENCH_ARGS="--only suite,uwsgi-nginx --rounds 5", or
+# BENCH_ARGS="--baseline 0017 --only suite,suite-baseline,bjoern" (the suite beside its build of patches 0001-0017).
 BENCH_ARGS ?=
 
 .PHONY: bench bench-venvs bench-provision bench-render test-bench

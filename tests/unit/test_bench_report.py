@@ -210,3 +210,70 @@ def test_smoke_plan_keeps_the_rules_and_shrinks_the_times() -> None:
     smoke, full = runner.Plan.smoke(), runner.Plan()
     assert (smoke.server_cpus, smoke.load_cpus, smoke.modes) == (full.server_cpus, full.load_cpus, full.modes)
     assert smoke.duration_s < full.duration_s and smoke.rounds == 1
+
+
+def baseline_results(suite: float, before: float, bjoern: float = 1000.0, close: bool = True) -> dict:
+    modes = ["keep-alive", "close"] if close else ["keep-alive"]
+    extra = [
+        cell("per_core", stack, mode, [rps * (0.6 if mode == "close" else 1.0)])
+        for mode in modes
+        for stack, rps in (("suite-baseline", before), ("bjoern", bjoern))
+    ]
+    if close:
+        extra.append(cell("per_core", "suite", "close", [suite * 0.6]))
+    doc = results(suite, rows_extra=extra)
+    doc["plan"]["modes"] = modes
+    doc["baseline_series"] = {"last_patch": "0017-hold-at-most-16-requests-per-batch.patch", "patches": 17, "of": 25}
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("suite", "before", "change", "met"),
+    [
+        (1000.0, 1000.0, 0.0, True),
+        (1050.0, 1000.0, 0.05, True),  # faster than before: within the target
+        (970.0, 1000.0, -0.03, True),  # exactly 3% below: still within
+        (969.0, 1000.0, -0.031, False),
+        (900.0, 1000.0, -0.10, False),
+    ],
+)
+def test_against_baseline_keep_alive_verdict(suite: float, before: float, change: float, met: bool) -> None:
+    doc = baseline_results(suite, before, bjoern=1200.0)
+    keep_alive, close = report.against_baseline(doc["rows"], doc["plan"]["modes"])
+    assert keep_alive["mode"] == "keep-alive" and keep_alive["met"] is met
+    assert keep_alive["suite_over_bjoern"] == pytest.approx(suite / 1200)
+    assert keep_alive["baseline_over_bjoern"] == pytest.approx(before / 1200)
+    assert keep_alive["change"] == pytest.approx(change)
+    assert close["mode"] == "close" and close["met"] is None and not close["targeted"]  # reported, no target
+    assert close["change"] == pytest.approx(change)
+
+
+@pytest.mark.parametrize("missing", ["suite-baseline", "bjoern"])
+def test_against_baseline_without_a_figure_is_not_measured(missing: str) -> None:
+    doc = baseline_results(1000.0, 1000.0, close=False)
+    for row in doc["rows"]:
+        if row["stack"] == missing:
+            row["summary"] = None
+    (check,) = report.against_baseline(doc["rows"], ["keep-alive"])
+    assert check["change"] is None and check["met"] is None
+
+
+def test_no_baseline_stack_no_baseline_lines() -> None:
+    doc = results()
+    assert report.against_baseline(doc["rows"], ["keep-alive"]) == []
+    assert "Against the build before" not in report.markdown(doc) and "within 3%" not in report.markdown(doc)
+
+
+def test_markdown_shows_the_baseline_rows_and_verdict() -> None:
+    text = report.markdown(baseline_results(1000.0, 1020.0, bjoern=1000.0), chart=None)
+    assert (
+        "- suite / bjoern within 3% of Meinheld patches up to 0017 (keep-alive): "
+        "1.00x now, 1.02x before: -2.0% (per CPU-second -2.0%): met"
+    ) in text
+    assert "(close, reported, no target): 1.00x now, 1.02x before: -2.0%" in text
+    assert (
+        "## Against the build before: Meinheld patches up to 0017-hold-at-most-16-requests-per-batch.patch (17 of"
+        in text
+    )
+    assert "| keep-alive | 1,000 | 1,020 | 1,000 | 1.00x | 1.02x | -2.0% | -2.0% |" in text
+    assert "| close | 600 | 612 | 600 | 1.00x | 1.02x | -2.0% | -2.0% |" in text

@@ -113,3 +113,35 @@ def test_by_key_keeps_table_order_and_rejects_unknown_names() -> None:
 
 def test_there_is_exactly_one_baseline_and_it_is_uwsgi() -> None:
     assert [s.key for s in stacks.PER_CORE if s.kind == "baseline"] == [stacks.BASELINE]
+
+
+def test_the_baseline_stack_is_the_suite_on_its_own_venv(tmp_path: Path) -> None:
+    pythons = {name: tmp_path / name / "bin" / "python" for name in ("suite", stacks.SUITE_BASELINE)}
+    ctx = stacks.Context(8123, tmp_path, pythons)
+    baseline = stacks.baseline_stack("0017-hold-at-most-16-requests-per-batch.patch")
+    assert (baseline.key, baseline.label) == ("suite-baseline", "suite, Meinheld patches up to 0017")
+    (suite,), (before,) = launch("suite", ctx).procs, baseline.build(ctx).procs
+    assert before.argv == (str(pythons[stacks.SUITE_BASELINE]), str(paths.START_PY))
+    assert before.argv[1:] == suite.argv[1:] and before.env == suite.env and before.cwd == suite.cwd
+
+
+@pytest.mark.parametrize(
+    ("keys", "chosen"),
+    [
+        (None, None),  # everything, the baseline right after the suite
+        (["bjoern", "suite-baseline", "suite"], ["suite", "suite-baseline", "bjoern"]),
+        (["suite", "bjoern"], ["suite", "suite-baseline", "bjoern"]),  # --baseline always adds its stack
+    ],
+)
+def test_by_key_places_the_baseline_after_the_suite(keys: list[str] | None, chosen: list[str] | None) -> None:
+    extra = (stacks.baseline_stack("0017-x.patch"),)
+    found = [s.key for s in stacks.by_key(keys, extra)]
+    if chosen is None:
+        everything = [s.key for s in stacks.PER_CORE]
+        chosen = [everything[0], "suite-baseline", *everything[1:]]
+    assert found == chosen
+
+
+def test_the_baseline_stack_needs_the_option() -> None:
+    with pytest.raises(ValueError, match=r"suite-baseline \(suite-baseline needs --baseline PATCH\)"):
+        stacks.by_key(["suite", "suite-baseline"])
