@@ -45,11 +45,6 @@ IFACE = "fleet0"
 # guard route among them: this drop-in, written into each member's overlay before boot, tells it to keep them.
 NETWORKD_DROPIN = Path("etc/systemd/networkd.conf.d/fleet.conf")
 NETWORKD_CONF = "[Network]\nManageForeignRoutes=no\nManageForeignRoutingPolicyRules=no\n"
-# slirp4netns configures tap0 and this module fleet0, so networkd manages no link in a lab container (the tree's
-# .network matches en*/eth* only), and systemd-networkd-wait-online, pulled in by network-online.target (which
-# gunicorn@.service and haproxy.service wait for), would hold each first start for its full 2-minute timeout. Masked
-# in the members' overlays: the links are up before systemd starts.
-WAIT_ONLINE = Path("etc/systemd/system/systemd-networkd-wait-online.service")
 
 
 def overlay_files(member: Member) -> dict[Path, str | None]:
@@ -58,7 +53,7 @@ def overlay_files(member: Member) -> dict[Path, str | None]:
     /etc/hostname: the shared tree names every container `lab`; a fleet host carries its inventory name, as a
     real fleet's hosts do (and as an app that behaves per host, like the tests' release broken on web2, sees it).
     """
-    return {NETWORKD_DROPIN: NETWORKD_CONF, WAIT_ONLINE: None, Path("etc/hostname"): f"{member.name}\n"}
+    return {NETWORKD_DROPIN: NETWORKD_CONF, Path("etc/hostname"): f"{member.name}\n"}
 
 
 LB_URL = "http://127.0.0.1:8090/"

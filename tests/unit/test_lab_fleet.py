@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from lab import fleet
+from lab.container import CONTAINER_CUSTOMIZE
 from tests.conftest import REPO
 from tests.fleet import harness
 
@@ -49,8 +50,9 @@ def test_the_overlay_keeps_the_shared_tree_read_only(tmp_path: Path) -> None:
 def test_each_member_keeps_its_guard_route_and_does_not_wait_for_networkd() -> None:
     files = fleet.overlay_files(fleet.MEMBERS[2])
     assert "ManageForeignRoutes=no" in files[fleet.NETWORKD_DROPIN]
-    assert files[fleet.WAIT_ONLINE] is None
     assert files[Path("etc/hostname")] == "web2\n"
+    # Every lab container, a fleet member too: network-online.target must not wait for links networkd does not manage.
+    assert 'ln -sf /dev/null "$root/etc/systemd/system/systemd-networkd-wait-online.service"' in CONTAINER_CUSTOMIZE
 
 
 def test_batch_times_are_the_gaps_between_the_rolling_play_headers() -> None:
