@@ -4,8 +4,9 @@ Only the extension is instrumented: the host's /usr/bin/python3 (Debian 12's CPy
 is preloaded into it (LD_PRELOAD; it must come first among the libraries, before the extension brings libasan in) and
 UBSan's comes with the extension. libstdc++ is preloaded after it: greenlet is C++ and throws (internally, on a switch
 that carries an exception), and ASan's __cxa_throw interceptor finds the real one only in a library loaded at its
-start (else "CHECK failed: ... real___cxa_throw" kills the worker). Reports go to files (log_path): the tier fails
-when any appears, and a worker aborted by one (abort_on_error, halt_on_error) shows as a new worker PID.
+start (else "CHECK failed: ... real___cxa_throw" kills the worker). Reports go to files (log_path; UBSan's reach
+Gunicorn's log instead): the tier fails when any appears, and a worker aborted by one (abort_on_error,
+halt_on_error) shows as a new worker PID.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ LDFLAGS = "-fsanitize=address,undefined"
 ASAN_OPTIONS = "detect_leaks=0:abort_on_error=1:halt_on_error=1"
 UBSAN_OPTIONS = "print_stacktrace=1:halt_on_error=1"
 REPORT_GLOB = ("asan.*", "ubsan.*")
-# UBSan writes to stderr (Gunicorn's log) when it reports before reading its log_path: the log is scanned too.
+# UBSan's reports reach the worker's stderr (Gunicorn's log) here, log_path notwithstanding (gcc 12's runtimes with
+# ASan preloaded): the log is scanned too.
 SANITIZER_LINE = re.compile(r"runtime error: |ERROR: AddressSanitizer|SUMMARY: (Address|UndefinedBehavior)Sanitizer")
 
 
