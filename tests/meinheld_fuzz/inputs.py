@@ -25,6 +25,9 @@ CODINGS = [b"chunked", b"CHUNKED", b"identity", b"gzip", b"chunked, chunked", b"
 # The bytes a parser gets wrong most: line ends, NUL, whitespace, obs-fold, a colon, a DEL, obs-text, a comma.
 SPECIAL = [b"\r", b"\n", b"\r\n", b"\x00", b" ", b"\t", b"\r\n ", b"\r\n\t", b":", b"\x7f", b"\xff", b",", b";"]
 SPECIAL.append(b"\x0b")  # a vertical tab, which some parsers take for whitespace
+# How many inputs a round sends at once, each on its own connection: mostly one (its failure is its own), now and then
+# several, which the worker's loop interleaves.
+ROUND_WIDTHS = [1] * 6 + [2, 3, 4]
 MAX_INPUT = 96 * 1024  # past the 80 KiB header-block bound, small enough to send in milliseconds
 
 
@@ -187,3 +190,8 @@ def make(seed: int, index: int) -> Input:
         cuts = tuple(sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(1, 8)))))
     pauses = (*(rng.choice([0.0, 0.0, 0.001, 0.005, 0.02]) for _ in cuts), 0.0)
     return Input(seed, index, kind, data, cuts, pauses, half_close=rng.random() < 0.97)
+
+
+def round_width(seed: int, index: int) -> int:
+    """How many inputs the round that starts at input ``index`` sends at once (so FUZZ_SEED replays the rounds too)."""
+    return random.Random(f"{seed}:{index}:round").choice(ROUND_WIDTHS)

@@ -1,13 +1,15 @@
 """The patched parser under AddressSanitizer + UBSan: the case matrix, then ``FUZZ_SECONDS`` of fuzzing, then a GET.
 
 One server for the whole tier, and its first worker must answer everything: a sanitizer report aborts the worker
-(and leaves a report file), a crash or a hang restarts it, and either fails the test that caused it. The fuzzer's
-inputs are tests/meinheld_fuzz/inputs.py's; a failure names its seed and index (``FUZZ_SEED`` replays a run).
+(and leaves a report), a crash restarts it, a hang leaves a connection open past HANG_SECONDS; each fails the test
+that caused it. The fuzzer's inputs are tests/meinheld_fuzz/inputs.py's; a failure names their seed and indexes
+(``FUZZ_SEED`` replays a run).
 """
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import os
 import time
 
@@ -40,7 +42,11 @@ def test_sequences_under_sanitizers(sanitized: SanitizedServer, name: str) -> No
 
 
 def test_fuzz_parser(sanitized: SanitizedServer, capsys: pytest.CaptureFixture[str]) -> None:
-    """Inputs for FUZZ_SECONDS (default 30): each answered with a status line or closed in time, worker unharmed."""
+    """Inputs for FUZZ_SECONDS (default 30): each answered with a status line or closed in time, worker unharmed.
+
+    Inputs go in rounds, most of one input, some of 2-4 on connections of their own at once (the worker's loop
+    interleaves them: request queues, deferred writes, timers of several clients); the worker is checked after each.
+    """
     budget = float(os.environ.get("FUZZ_SECONDS", "30"))
     # a fresh seed per run explores new inputs; FUZZ_SEED replays one (each input depends on its seed and index only)
     seed = int(os.environ.get("FUZZ_SEED") or time.time_ns() % 1_000_000_007)
@@ -48,14 +54,20 @@ def test_fuzz_parser(sanitized: SanitizedServer, capsys: pytest.CaptureFixture[s
     kinds: collections.Counter[str] = collections.Counter()
     start = time.monotonic()
     index = 0
-    while time.monotonic() - start < budget:
-        item = inputs.make(seed, index)
-        outcome = send(sanitized.port, item, HANG_SECONDS)
-        problems = sanitized.problems()
-        assert not outcome.error and not problems, f"{item.reproducer()}\n{outcome.error}\n{problems}"
-        statuses[outcome.status] += 1
-        kinds[item.kind.split()[0]] += 1
-        index += 1
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(inputs.ROUND_WIDTHS)) as pool:
+        while time.monotonic() - start < budget:
+            items = [inputs.make(seed, index + k) for k in range(inputs.round_width(seed, index))]
+            outcomes = list(pool.map(lambda item: send(sanitized.port, item, HANG_SECONDS), items))
+            problems = sanitized.problems()
+            pairs = zip(items, outcomes, strict=True)
+            errors = [f"{item.reproducer()}\n{outcome.error}" for item, outcome in pairs if outcome.error]
+            if errors or problems:
+                sent = "\n".join(item.reproducer() for item in items)
+                pytest.fail(f"round of {len(items)} at once:\n{sent}\n" + "\n".join([*errors, problems]))
+            statuses.update(outcome.status for outcome in outcomes)
+            kinds.update(item.kind.split()[0] for item in items)
+            kinds["concurrent rounds"] += len(items) > 1
+            index += len(items)
     took = time.monotonic() - start
     with capsys.disabled():
         seen = ", ".join(f"{s or 'closed'}: {n}" for s, n in sorted(statuses.items()))

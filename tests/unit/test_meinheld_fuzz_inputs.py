@@ -35,3 +35,9 @@ def test_reproducer_names_seed_index_and_bytes() -> None:
     item = inputs.make(3, 5)
     text = item.reproducer()
     assert text.startswith("FUZZ_SEED=3 input 5 ") and repr(item.data[:20])[2:-1] in text
+
+
+def test_rounds_are_mostly_one_input_and_replayable() -> None:
+    widths = [inputs.round_width(4, i) for i in range(300)]
+    assert widths == [inputs.round_width(4, i) for i in range(300)]
+    assert set(widths) == set(inputs.ROUND_WIDTHS) and widths.count(1) > len(widths) / 2
