@@ -27,7 +27,7 @@ from tests.meinheld_fuzz.inputs import Input
 
 HOST_PYTHON = Path("/usr/bin/python3")
 BUILD_PY = Path(build.__file__).resolve()
-# The flags. -O1 comes after the interpreter's -O3 and wins; NDEBUG stays (a release build's asserts, as
+# The flags. -O1 comes after the interpreter's -O2 and wins; NDEBUG stays (a release build's asserts, as
 # shipped: picoev's known assert under load would abort otherwise, see the README's known limitations).
 SANITIZE = "-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1"
 # No ASan redzones on the extension's stack frames: greenlet switches request greenlets by copying C stack slices to
