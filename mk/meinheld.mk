@@ -27,3 +27,25 @@ test-meinheld: venv ## patched Meinheld under Gunicorn on the distributions' CPy
 	$(BIN)/pytest tests/meinheld
 
 TEST_VM_TIERS += test-meinheld
+
+# The sanitized tier (tests/meinheld_fuzz/): the patched wheel rebuilt under AddressSanitizer + UBSan for the host's
+# /usr/bin/python3 (cached per interpreter version and series, ~15 s to build), the parser matrix against it, then
+# FUZZ_SECONDS of the parser fuzzer; a report, a crashed or restarted worker, or a hang fails it. No roots and no root:
+# the parser is the same C on every interpreter. gcc 12's sanitizer runtimes are libasan8 and libubsan1 (Debian 12).
+MEINHELD_FUZZ_PACKAGES := $(MEINHELD_PACKAGES) libasan8 libubsan1
+APT_PACKAGES += libasan8 libubsan1
+FUZZ_SECONDS ?= 300
+
+.PHONY: test-meinheld-fuzz test-meinheld-fuzz-short
+
+test-meinheld-fuzz: venv ## the patched parser under ASan + UBSan: the case matrix, then FUZZ_SECONDS=300 of fuzzing (~6 min)
+	$(call apt_install,test-meinheld-fuzz,$(APT_BASE) $(MEINHELD_FUZZ_PACKAGES))
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest tests/meinheld_fuzz
+
+# make test's share: the same tier with 45 s of fuzzing (~1.5 min), by a target-specific FUZZ_SECONDS that the tier
+# inherits as this target's prerequisite (FUZZ_SECONDS=N on the command line still wins). In the host group, the shorter
+# one (~30 min against the VM group's ~45): a loopback tier, and its 8 s hang bound has room beside the VMs' QEMU.
+test-meinheld-fuzz-short: FUZZ_SECONDS = 45
+test-meinheld-fuzz-short: test-meinheld-fuzz ## test-meinheld-fuzz with 45 s of fuzzing (~1.5 min), the budget make test runs
+
+TEST_HOST_TIERS += test-meinheld-fuzz-short

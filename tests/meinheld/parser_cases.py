@@ -15,8 +15,10 @@ tests/requests/invalid/ cases. ``GUNICORN_DIFFERENCES`` lists where Gunicorn's s
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import socket
+import time
 from dataclasses import dataclass
 
 # Gunicorn's defaults, which the patched worker takes from Gunicorn's settings of the same names.
@@ -28,12 +30,17 @@ H = b"Host: localhost\r\n"
 
 @dataclass(frozen=True)
 class Case:
-    """One request and the status the patched worker must answer (200: served, with ``body`` as the echo)."""
+    """One request and the status the patched worker must answer (200: served, with ``body`` as the echo).
+
+    ``cuts``: offsets where ``raw`` is split into separate writes (with a pause between, so the server reads each on
+    its own): for what only goes wrong across two reads.
+    """
 
     id: str
     raw: bytes
     status: int
     body: bytes = b""
+    cuts: tuple[int, ...] = ()
 
 
 def post(headers: bytes, body: bytes = b"", target: bytes = b"/echo") -> bytes:
@@ -83,6 +90,8 @@ CASES: list[Case] = [
     Case("value-empty", get(b"X-Empty:\r\n"), 200),
     Case("name-all-tchars", get(b"!#$%&'*+-.^_`|~09AZaz: v\r\n"), 200),
     Case("http-1.2-is-1.x", get(line=b"GET /echo HTTP/1.2"), 200),
+    # a read that ends inside a field name, the next starting with its colon (patch 0026; found by the fuzz tier)
+    Case("read-ends-before-colon", get(), 200, cuts=(len(b"GET /echo HTTP/1.1\r\nHost"),)),
     # --- framing (RFC 9112 6.1, 6.3): ambiguous lengths are refused, never guessed
     Case("cl-te", post(b"Content-Length: 4\r\n" + CHUNKED, b"0\r\n\r\n" + SMUGGLED), 400),
     Case("te-cl", post(CHUNKED + b"Content-Length: 4\r\n", b"5c\r\n" + SMUGGLED + b"\r\n0\r\n\r\n"), 400),
@@ -167,6 +176,21 @@ CASES: list[Case] = [
     Case("header-block-over-limit", get(b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 8000) for i in range(90))), 431),
 ]
 
+# What goes wrong only for the request after it (state a refusal left in the worker): each sequence runs in order on
+# one server, a fresh connection per case. A refused CONNECT left a Python exception set, and the next request, on
+# any connection, was never answered (patch 0027; found by the fuzz tier).
+SEQUENCES: dict[str, list[Case]] = {
+    "connect-then-get": [
+        Case("connect", b"CONNECT / HTTP/1.1\r\n" + H + b"\r\n", 400),
+        Case("get-after-connect", get(), 200),
+        Case("post-after-connect", post(b"Content-Length: 5\r\n", b"hello"), 200, b"hello"),
+    ],
+    "upgrade-then-get": [
+        Case("upgrade-unknown", get(b"Connection: Upgrade\r\nUpgrade: foo\r\n"), 400),
+        Case("get-after-upgrade", get(), 200),
+    ],
+}
+
 # Where Gunicorn's sync worker (the reference) answers otherwise: case id -> (Gunicorn's status, why). Statuses are
 # those of the Gunicorn pinned in roles/server/files/requirements.txt; 0 means no answer within the reference's
 # timeout (it waits for a body it will never get). "stricter" / "laxer" is the patched Meinheld relative to Gunicorn.
@@ -199,8 +223,8 @@ class Answer:
     closed: bool
 
 
-def exchange(port: int, raw: bytes, timeout: float = 5.0) -> Answer:
-    """Send ``raw`` on a fresh connection, read the first response and then up to EOF (or ``timeout``).
+def exchange(port: int, raw: bytes, timeout: float = 5.0, cuts: tuple[int, ...] = ()) -> Answer:
+    """Send ``raw`` on a fresh connection (split at ``cuts``), read the first response, then up to EOF or ``timeout``.
 
     A reset after the answer counts as the end: a server that closes with unread bytes in its receive queue (the
     smuggled part of a refused request) makes the kernel send RST instead of FIN, and that is still a close.
@@ -208,8 +232,13 @@ def exchange(port: int, raw: bytes, timeout: float = 5.0) -> Answer:
     data = b""
     closed = False
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each piece its own segment
+        bounds = [0, *cuts, len(raw)]
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            s.sendall(raw)
+            for number, (start, end) in enumerate(itertools.pairwise(bounds)):
+                if number:
+                    time.sleep(0.05)  # long enough for the server to read the piece before on its own
+                s.sendall(raw[start:end])
         try:
             while True:
                 part = s.recv(65536)
@@ -246,3 +275,13 @@ def closes(answer: Answer) -> bool:
     """A refusal that says ``Connection: close`` and then sends nothing more."""
     said_close = re.search(rb"(?im)^connection: *close\s*$", answer.head) is not None
     return said_close and answer.closed and b"HTTP/1." not in answer.body
+
+
+def check_answer(case: Case, answer: Answer) -> None:
+    """Assert that ``answer`` is what ``case`` expects: its status; a refusal closes after one answer, an acceptance
+    echoes the body. Shared by the matrix tier and the sanitized tier, so both hold the worker to the same answers."""
+    assert answer.status == case.status, f"{case.id}: got {answer.status}, head {answer.head[:200]!r}"
+    if case.status == 200:
+        assert answer.body == case.body, f"{case.id}: echoed {answer.body[:80]!r}"
+    else:
+        assert closes(answer), f"{case.id}: no Connection: close and EOF after {answer.head!r} + {answer.body[:200]!r}"

@@ -14,7 +14,15 @@ from collections.abc import Iterator
 import pytest
 
 from tests.meinheld.harness import Gunicorn
-from tests.meinheld.parser_cases import CASES, GUNICORN_DIFFERENCES, Case, closes, exchange, limit_cases
+from tests.meinheld.parser_cases import (
+    CASES,
+    GUNICORN_DIFFERENCES,
+    SEQUENCES,
+    Case,
+    check_answer,
+    exchange,
+    limit_cases,
+)
 
 pytestmark = pytest.mark.meinheld
 
@@ -63,12 +71,7 @@ def test_case_ids_are_unique() -> None:
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_meinheld_answers_as_the_rfc_says(stack: object, meinheld: Gunicorn, case: Case) -> None:
     """The case's status; a refusal closes the connection after one answer, an acceptance echoes the body."""
-    answer = exchange(meinheld.port, case.raw)
-    assert answer.status == case.status, f"{case.id}: got {answer.status}, head {answer.head[:200]!r}"
-    if case.status == 200:
-        assert answer.body == case.body, f"{case.id}: echoed {answer.body[:80]!r}"
-    else:
-        assert closes(answer), f"{case.id}: no Connection: close and EOF after {answer.head!r} + {answer.body[:200]!r}"
+    check_answer(case, exchange(meinheld.port, case.raw, cuts=case.cuts))
     assert meinheld.alive() and "SIGSEGV" not in meinheld.log(), meinheld.log()
 
 
@@ -80,12 +83,20 @@ def test_configured_request_limits_reach_the_worker(stack: object, limited: Guni
     assert answer.status == case.status, f"{case.id}: got {answer.status}, head {answer.head[:200]!r}"
 
 
+@pytest.mark.parametrize("stack", PATCHED, indirect=True, scope="module")
+@pytest.mark.parametrize("name", list(SEQUENCES))
+def test_meinheld_answers_the_request_after_a_refusal(stack: object, meinheld: Gunicorn, name: str) -> None:
+    """The cases of a sequence in order, each on a fresh connection: a refusal leaves nothing behind for the next."""
+    for case in SEQUENCES[name]:
+        check_answer(case, exchange(meinheld.port, case.raw, cuts=case.cuts))
+
+
 @pytest.mark.parametrize("stack", REFERENCE, indirect=True, scope="module")
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_gunicorn_sync_differs_only_where_listed(stack: object, sync: Gunicorn, case: Case) -> None:
     """Gunicorn's sync worker answers the case's status, or the one the difference table names for it."""
     expected = GUNICORN_DIFFERENCES.get(case.id, (case.status, "same"))[0]
-    answer = exchange(sync.port, case.raw, timeout=2.0)
+    answer = exchange(sync.port, case.raw, timeout=2.0, cuts=case.cuts)
     assert answer.status == expected, f"{case.id}: Gunicorn answered {answer.status}, the table says {expected}"
 
 
