@@ -47,8 +47,8 @@ NETWORKD_DROPIN = Path("etc/systemd/networkd.conf.d/fleet.conf")
 NETWORKD_CONF = "[Network]\nManageForeignRoutes=no\nManageForeignRoutingPolicyRules=no\n"
 
 
-def overlay_files(member: Member) -> dict[Path, str | None]:
-    """Files put into a member's overlay before it boots (None: a link to /dev/null, i.e. a masked unit).
+def overlay_files(member: Member) -> dict[Path, str]:
+    """Files put into a member's overlay before it boots.
 
     /etc/hostname: the shared tree names every container `lab`; a fleet host carries its inventory name, as a
     real fleet's hosts do (and as an app that behaves per host, like the tests' release broken on web2, sees it).
@@ -173,10 +173,7 @@ def _boot(layout: Layout, tree: Path, member: Member) -> container.State:
         target = directory / "upper" / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.unlink(missing_ok=True)
-        if text is None:
-            target.symlink_to("/dev/null")
-        else:
-            target.write_text(text)
+        target.write_text(text)
     state = container.State(member.container, tree.name, member.ssh_port, member.http_port)
     container.save(layout, state)
     started = time.monotonic()

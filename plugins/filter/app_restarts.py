@@ -103,6 +103,11 @@ def socket_steps(name: str, why: str) -> list[dict[str, str]]:
     ]
 
 
+def _units_before(before: Mapping[str, Any], name: str) -> Mapping[str, Mapping[str, bool]]:
+    """App NAME's units as app_host_facts read them before the run changed anything ({} for an app it did not see)."""
+    return (before.get(name) or {}).get("units") or {}
+
+
 def app_first_starts(apps: list[Mapping[str, Any]], before: Mapping[str, Any]) -> list[str]:
     """The apps this run starts for the first time: neither their socket nor their service was active when it began.
 
@@ -113,7 +118,7 @@ def app_first_starts(apps: list[Mapping[str, Any]], before: Mapping[str, Any]) -
     """
     first = []
     for app in apps:
-        units = (before.get(app["name"]) or {}).get("units") or {}
+        units = _units_before(before, app["name"])
         if not any((units.get(kind) or {}).get("active") for kind in ("socket", "service")):
             first.append(app["name"])
     return first
@@ -134,7 +139,7 @@ def app_start_limit_resets(
     """
     units = {step["unit"] for step in plan if step["state"] != "reloaded"}
     for app in apps:
-        for kind, state in ((before.get(app["name"]) or {}).get("units") or {}).items():
+        for kind, state in _units_before(before, app["name"]).items():
             if state.get("failed"):
                 units.add(f"gunicorn@{app['name']}.{kind}")
     return sorted(units)
