@@ -112,7 +112,7 @@ def app_first_starts(apps: list[Mapping[str, Any]], before: Mapping[str, Any]) -
     """The apps this run starts for the first time: neither their socket nor their service was active when it began.
 
     before: app_host_facts' apps (units per app, read before anything changed). Such an app's socket starts only after
-    this run wrote everything (apply.yml), so whatever instance runs afterwards, started by the role or by a first
+    this run wrote everything (switch.yml), so whatever instance runs afterwards, started by the role or by a first
     connection on the new socket (a balancer's health check is quick), runs the new code and settings. Whether the
     role's own start task changed anything says nothing here: a connection may have started the instance first.
     """
