@@ -217,7 +217,46 @@ def _per_core_table(rows: list[dict[str, Any]], mode: str) -> list[str]:
     return [*lines, ""]
 
 
-def _scaling_table(rows: list[dict[str, Any]]) -> list[str]:
+# The memory a worker adds with PRELOAD on (issue's target, from the bench's own figure of preload + gc.freeze()).
+PRELOAD_MIB_PER_WORKER_TARGET = 8.0
+
+
+def mib_per_added_worker(rows: list[dict[str, Any]], mode: str, preload: bool) -> float | None:
+    """The stack's PSS growth per worker between the fewest and the most workers of the scaling runs in one mode.
+
+    Each run's PSS is read right after its wrk run, so every worker has served requests in each round; the slope
+    between the smallest and the largest point is what one more worker costs, the master's share taken out.
+    """
+    points = sorted(
+        (max(r["workers"] for r in row["rounds"]), row["summary"]["stack_pss_mib"])
+        for row in rows
+        if row["section"] == "scaling"
+        and row["mode"] == mode
+        and bool(row.get("preload")) is preload
+        and row["summary"]
+        and row["summary"].get("stack_pss_mib") is not None
+    )
+    if len(points) < 2 or points[-1][0] == points[0][0]:
+        return None
+    (few, low), (many, high) = points[0], points[-1]
+    return (high - low) / (many - few)
+
+
+def _memory_lines(rows: list[dict[str, Any]], modes: list[str]) -> list[str]:
+    lines = []
+    for mode in modes:
+        off, on = (mib_per_added_worker(rows, mode, preload) for preload in (False, True))
+        if off is None and on is None:
+            continue
+        verdict = "not measured" if on is None else "met" if on <= PRELOAD_MIB_PER_WORKER_TARGET else "**not met**"
+        lines.append(
+            f"- PSS per added worker ({mode}): PRELOAD off {_num(off, '.1f')} MiB, on {_num(on, '.1f')} MiB "
+            f"(target <= {PRELOAD_MIB_PER_WORKER_TARGET:g} MiB with it on: {verdict})"
+        )
+    return [*lines, ""] if lines else []
+
+
+def _scaling_table(rows: list[dict[str, Any]], modes: list[str]) -> list[str]:
     scaling = [r for r in rows if r["section"] == "scaling"]
     if not scaling:
         return []
@@ -225,25 +264,27 @@ def _scaling_table(rows: list[dict[str, Any]]) -> list[str]:
         "## Scaling: the suite's stack on both cores",
         "",
         "WORKERS_PER_CORE sizes the workers (no WEB_CONCURRENCY); servers and wrk (2 threads) share CPUs 0 and 1, so "
-        "wrk's own CPU time is part of the budget here.",
+        "wrk's own CPU time is part of the budget here. Each point runs with PRELOAD off (the app imported by each "
+        "worker) and on (imported once by the master, frozen with gc.freeze() before the workers fork), side by side.",
         "",
-        "| WORKERS_PER_CORE | workers | connections | req/s | x 1 worker on 1 core | p99 ms | errors | non-2xx "
-        "| stack PSS MiB | server CPU |",
-        "|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|",
+        "| WORKERS_PER_CORE | PRELOAD | workers | connections | req/s | x 1 worker on 1 core | p99 ms | errors "
+        "| non-2xx | stack PSS MiB | server CPU |",
+        "|--:|---|--:|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for row in scaling:
         s = row["summary"]
         wpc = f"{row['workers_per_core']:g}"
+        preload = "on" if row.get("preload") else "off"
         if s is None:
-            lines.append(f"| {wpc} | failed: {row['error']} |" + " |" * 8)
+            lines.append(f"| {wpc} | {preload} | failed: {row['error']} |" + " |" * 8)
             continue
         workers = max(r["workers"] for r in row["rounds"])
         lines.append(
-            f"| {wpc} | {workers} | {row['mode']} | {_num(s['requests_per_s'], ',.0f')} | {_ratio(row['ratio'])} "
-            f"| {_num(s['latency_p99_s'], '.2f', 1e3)} | {s['socket_errors']} | {s['non_2xx_3xx']} "
-            f"| {_num(s['stack_pss_mib'], '.1f')} | {_num(s['server_cpu_share'], '.2f')} |"
+            f"| {wpc} | {preload} | {workers} | {row['mode']} | {_num(s['requests_per_s'], ',.0f')} "
+            f"| {_ratio(row['ratio'])} | {_num(s['latency_p99_s'], '.2f', 1e3)} | {s['socket_errors']} "
+            f"| {s['non_2xx_3xx']} | {_num(s['stack_pss_mib'], '.1f')} | {_num(s['server_cpu_share'], '.2f')} |"
         )
-    return [*lines, ""]
+    return [*lines, "", *_memory_lines(rows, modes)]
 
 
 def _targets_section(results: dict[str, Any]) -> list[str]:
@@ -291,7 +332,7 @@ def markdown(results: dict[str, Any], chart: str | None = "throughput.png") -> s
     lines += _noise(results)
     for mode in results["plan"]["modes"]:
         lines += _per_core_table(results["rows"], mode)
-    lines += _scaling_table(results["rows"])
+    lines += _scaling_table(results["rows"], results["plan"]["modes"])
     provision = results.get("provision")
     if provision:
         lines += ["## Provisioning", "", *provision_lines(provision), ""]

@@ -99,6 +99,7 @@ class Cell:
     mode: str
     workers_per_core: float | None = None
     error: str | None = None
+    preload: bool = False  # a scaling point with PRELOAD=on
 
     def __post_init__(self) -> None:
         self.rounds: list[dict[str, Any]] = []
@@ -124,7 +125,9 @@ def _run_section(
     running: dict[int, procs.Running] = {}
     for index, (stack, ctx, wpc) in enumerate(entries):
         for mode in plan.modes:
-            cells[index, mode] = Cell(section, stack.key, stack.label, stack.kind, mode, wpc)
+            cells[index, mode] = Cell(
+                section, stack.key, stack.label, stack.kind, mode, wpc, preload=ctx.env.get("PRELOAD") == "on"
+            )
         if not pythons_ready(stack):
             for mode in plan.modes:
                 cells[index, mode].error = "its venv could not be built"
@@ -246,7 +249,11 @@ def run(
     )
     suite = next((s for s in PER_CORE if s.key == SUITE), None)
     if scaling and plan.scaling and suite is not None:
-        entries = [(suite, context(suite, 100 + i, scaling_env(wpc)), wpc) for i, wpc in enumerate(plan.scaling)]
+        # Each point with PRELOAD off and on, side by side: the memory a worker adds either way (report.py).
+        points = [(wpc, preload) for preload in (False, True) for wpc in plan.scaling]
+        entries = [
+            (suite, context(suite, 100 + i, scaling_env(wpc, preload)), wpc) for i, (wpc, preload) in enumerate(points)
+        ]
         cells += _run_section(
             "scaling",
             entries,

@@ -277,9 +277,9 @@ PER_CORE: tuple[Stack, ...] = (
 SCALING_WORKERS_PER_CORE = (1, 2, 4)
 
 
-def scaling_env(workers_per_core: float) -> dict[str, str]:
-    """The env of a scaling run: the default sizing rule at a given WORKERS_PER_CORE."""
-    return {"WEB_CONCURRENCY": "", "WORKERS_PER_CORE": f"{workers_per_core:g}"}
+def scaling_env(workers_per_core: float, preload: bool = False) -> dict[str, str]:
+    """The env of a scaling run: the default sizing rule at a given WORKERS_PER_CORE, PRELOAD off or on."""
+    return {"WEB_CONCURRENCY": "", "WORKERS_PER_CORE": f"{workers_per_core:g}", "PRELOAD": "on" if preload else "off"}
 
 
 def baseline_stack(last_patch: str) -> Stack:

@@ -45,7 +45,9 @@ def app_plan(
 
     changed: app names per kind of change: started (its first start, in this run), socket (where it listens), env
     (its settings), venv (its packages: a new venv, which the running master cannot load), code (its link moved), and
-    the restarts and reloads an earlier run recorded and did not do (pending_socket, pending_restart, pending_reload).
+    the restarts and reloads an earlier run recorded and did not do (pending_socket, pending_restart, pending_reload);
+    and preloaded, the apps whose running master preloaded the app (app_preloaded): a reload would fork the code that
+    master imported, so they restart instead.
     stack: the server role's server_stack (resocket_all, restart_all, reload_all: its unit or runtime files changed).
     A socket change restarts the instance too, a restart covers a reload, and an instance started for the first time in
     this run (app_first_starts) already runs everything new. Returns [{name, unit, state, why, kind}], in app order
@@ -75,12 +77,19 @@ def app_plan(
             kind, why = "reload", "an earlier run changed it and stopped before reloading"
         else:
             continue
+        if kind == "reload" and has("preloaded", name):
+            kind, why = "restart", f"{why}, and it runs preloaded (PRELOAD: a reload would fork the old code)"
         if kind == "socket":
             plan.extend(socket_steps(name, why))
         else:
             state = "reloaded" if kind == "reload" else "restarted"
             plan.append({"name": name, "unit": f"gunicorn@{name}.service", "state": state, "why": why, "kind": kind})
     return plan
+
+
+def app_preloaded(before: Mapping[str, Any]) -> list[str]:
+    """The apps whose running master preloaded the app (app_host_facts' apps, read before the run changed anything)."""
+    return sorted(name for name, app in before.items() if app.get("preloaded"))
 
 
 def socket_steps(name: str, why: str) -> list[dict[str, str]]:
@@ -207,6 +216,7 @@ class FilterModule:
         return {
             "app_units_to_stop": app_units_to_stop,
             "app_plan": app_plan,
+            "app_preloaded": app_preloaded,
             "app_first_starts": app_first_starts,
             "app_start_limit_resets": app_start_limit_resets,
             "app_pending": app_pending,

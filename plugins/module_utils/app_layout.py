@@ -34,6 +34,10 @@ RELEASE_LISTEN = ".wsgiops-listen.conf"
 # once done: a run stopped in between leaves it for the next run (PENDING_PREFIX + socket | restart | reload).
 PENDING_PREFIX = ".wsgiops-pending-"
 PENDING_KINDS = ("socket", "restart", "reload")
+# In the unit's runtime directory (/run/gunicorn/NAME): its master preloaded the app (gunicorn_conf.py's
+# PRELOADED_MARKER, the same name), so a reload would fork the code it imported; the role restarts it instead.
+RUNTIME_ROOT = "/run/gunicorn"
+PRELOADED_MARKER = "preloaded"
 
 
 def env_text(value: Any) -> str:

@@ -17,6 +17,7 @@ import pwd
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.wsgiops.meinheld_gunicorn.plugins.module_utils.app_layout import PRELOADED_MARKER, RUNTIME_ROOT
 from ansible_collections.wsgiops.meinheld_gunicorn.plugins.module_utils.listeners import listeners
 
 DOCUMENTATION = r"""
@@ -54,6 +55,12 @@ options:
     type: list
     elements: str
     default: []
+  runtime_root:
+    description: >-
+      The parent of the units' runtime directories (C(RuntimeDirectory=gunicorn/%i)), where a master that preloaded
+      its app leaves a marker.
+    type: path
+    default: /run/gunicorn
 author: gunicorn-suite
 """
 
@@ -85,7 +92,8 @@ apps:
   description: >-
     name -> {link, venv (each a stat as ansible.builtin.stat returns it: exists, path, islnk, isdir, lnk_target),
     found ([{path}], as ansible.builtin.find lists files), present (the paths matching C(present)),
-    units ({socket, service} -> {active, enabled, failed})}.
+    units ({socket, service} -> {active, enabled, failed}), preloaded (its running master preloaded the app: the
+    marker gunicorn_conf.py writes in /run/gunicorn/NAME)}.
   type: dict
   returned: always
 """
@@ -157,6 +165,7 @@ def main() -> None:
             "names": {"type": "list", "elements": "str", "default": []},
             "found": {"type": "list", "elements": "str", "default": []},
             "present": {"type": "list", "elements": "str", "default": []},
+            "runtime_root": {"type": "path", "default": RUNTIME_ROOT},
         },
         supports_check_mode=True,
     )
@@ -188,6 +197,7 @@ def main() -> None:
                 kind: states.get(f"gunicorn@{name}.{kind}", {"active": False, "enabled": False, "failed": False})
                 for kind in ("socket", "service")
             },
+            "preloaded": _is_file(os.path.join(module.params["runtime_root"], name, PRELOADED_MARKER)),
         }
     module.exit_json(
         changed=False,

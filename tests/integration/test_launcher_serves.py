@@ -109,12 +109,52 @@ def test_prestart_export_reaches_the_app(launch, tmp_path: Path) -> None:
     assert get(service.url, time.monotonic() + 60) == (200, "set by prestart")
 
 
+# Records each import of the app (the importing pid) and answers with what the worker's collector holds frozen.
+PRELOAD_PROBE = """import gc, os
+with open(os.environ["IMPORTS"], "a") as log:
+    log.write(f"{os.getpid()}\\n")
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{os.getpid()} {gc.get_freeze_count()} {gc.isenabled()}".encode()]
+"""
+
+
+@pytest.mark.parametrize("preload", ["off", "on"])
+def test_preload_imports_the_app_once_in_the_master_and_freezes_it(launch, tmp_path: Path, preload: str) -> None:
+    """PRELOAD=on: one import, in the master, its objects frozen for the workers (whose collector is on again), and
+    the marker the deploy role reads; off: one import per worker, as the image does, and no marker."""
+    (tmp_path / "main.py").write_text(PRELOAD_PROBE)
+    imports, runtime = tmp_path / "imports.log", tmp_path / "run"
+    runtime.mkdir()
+    env = {"APP_DIR": str(tmp_path), "WEB_CONCURRENCY": "2", "IMPORTS": str(imports), "PRELOAD": preload}
+    service = launch({**env, "RUNTIME_DIRECTORY": str(runtime)})
+    workers = service.wait_for_workers(2)
+    assert len(workers) == 2
+    answers = set()
+    deadline = time.monotonic() + 60
+    while len(answers) < 2 and time.monotonic() < deadline:  # keep-alive off per request: both workers answer
+        answers.add(get(service.url, deadline)[1])
+    check, *pids = [int(line) for line in imports.read_text().split()]
+    assert check == service.process.pid, "the launcher's import check, before it execs Gunicorn"
+    frozen = [int(answer.split()[1]) for answer in answers]
+    assert all(answer.endswith(" True") for answer in answers), answers  # collection on in every worker
+    if preload == "on":
+        assert pids == [service.process.pid], "imported once, by the master"
+        assert min(frozen) > 10000, frozen  # the app, Flask and Gunicorn, frozen before the fork
+        assert (runtime / "preloaded").is_file()
+    else:
+        assert sorted(pids) == sorted(workers), "imported by each worker"
+        assert max(frozen) == 0, frozen
+        assert not (runtime / "preloaded").exists()
+
+
 @pytest.mark.parametrize(
     ("env", "line"),
     [
         ({"WORKERS_PER_CORE": "abc"}, "gunicorn_conf: WORKERS_PER_CORE='abc' is invalid"),
         ({"LOG_LEVEL": "loud"}, "gunicorn_conf: LOG_LEVEL='loud' is invalid"),
         ({"PORT": "99999"}, "gunicorn_conf: PORT='99999' is invalid"),
+        ({"PRELOAD": "maybe"}, "gunicorn_conf: PRELOAD='maybe' is invalid"),
         ({"APP_MODULE": "missing_module:app"}, "start: APP_MODULE='missing_module:app' does not import"),
     ],
 )

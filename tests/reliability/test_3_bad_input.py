@@ -112,6 +112,7 @@ RUNTIME_INPUTS = [
     ("GRACEFUL_TIMEOUT", "soon", "GRACEFUL_TIMEOUT='soon' is invalid"),
     ("KEEP_ALIVE", "x", "KEEP_ALIVE='x' is invalid"),
     ("WORKER_MAX_MEMORY", "1G", "WORKER_MAX_MEMORY='1G' is invalid"),
+    ("PRELOAD", "maybe", "PRELOAD='maybe' is invalid"),
     ("MODULE_NAME", "nope", "APP_MODULE='nope:app' does not import"),
     ("APP_MODULE", "main", "APP_MODULE='main' is invalid"),
     ("GUNICORN_CONF", "missing.py", "GUNICORN_CONF='missing.py' is invalid"),

@@ -128,3 +128,15 @@ def test_lists_the_markers_of_releases_and_venvs_built_whole(tmp_path: Path, roo
     )
     assert result["apps"]["web"]["present"] == [f"{web}/releases/r1/.shipped", f"{web}/venvs/abc/.wsgiops-complete"]
     assert result["apps"]["new"]["present"] == []
+
+
+def test_reads_which_running_masters_preloaded_their_app(tmp_path: Path, root: Path) -> None:
+    """The marker gunicorn_conf.py leaves in a preloading master's runtime directory: the role restarts that app."""
+    runtime = tmp_path / "run-gunicorn"
+    (runtime / "web").mkdir(parents=True)
+    (runtime / "web" / "preloaded").write_text("")
+    (runtime / "old" / "preloaded").mkdir(parents=True)  # a directory is no marker
+    result = run(
+        tmp_path, apps_root=str(root), marker=".wsgiops-app", names=["web", "old", "new"], runtime_root=str(runtime)
+    )
+    assert {name: app["preloaded"] for name, app in result["apps"].items()} == {"web": True, "old": False, "new": False}

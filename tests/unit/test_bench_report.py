@@ -10,8 +10,17 @@ import pytest
 from bench import report, runner
 
 
-def cell(section: str, stack: str, mode: str, rps: list[float], cpu: float = 0.95, wpc: float | None = None):
-    c = runner.Cell(section, stack, f"label of {stack}", "peer", mode, wpc)
+def cell(
+    section: str,
+    stack: str,
+    mode: str,
+    rps: list[float],
+    cpu: float = 0.95,
+    wpc: float | None = None,
+    preload: bool = False,
+    pss: float = 40.0,
+):
+    c = runner.Cell(section, stack, f"label of {stack}", "peer", mode, wpc, preload=preload)
     for value in rps:
         c.rounds.append(
             {
@@ -22,11 +31,11 @@ def cell(section: str, stack: str, mode: str, rps: list[float], cpu: float = 0.9
                 "server_cpu_share": cpu,
                 "other_cpu_share": 1 - cpu,
                 "worker_rss_mib": 30.0,
-                "stack_pss_mib": 40.0,
+                "stack_pss_mib": pss,
                 "requests": int(value * 8),
                 "socket_errors": 0,
                 "non_2xx_3xx": 0,
-                "workers": 2 if section == "scaling" else 1,
+                "workers": int(2 * (wpc or 1)) if section == "scaling" else 1,
             }
         )
     return c
@@ -112,7 +121,7 @@ def test_markdown_has_conditions_targets_tables_and_scaling() -> None:
     assert "suite >= 1.3x uWSGI+nginx per core (keep-alive): 1.50x" in text
     assert "| **label of suite** | 1,500 | 1.50x |" in text
     assert "| label of uwsgi-nginx | 1,000 | 1.00x |" in text
-    assert "## Scaling" in text and "| 1 | 2 | keep-alive | 2,800 | 1.87x |" in text
+    assert "## Scaling" in text and "| 1 | off | 2 | keep-alive | 2,800 | 1.87x |" in text
     assert "![requests per second per stack](throughput.png)" in text
     assert "Other work took" not in text
 
@@ -277,3 +286,24 @@ def test_markdown_shows_the_baseline_rows_and_verdict() -> None:
     )
     assert "| keep-alive | 1,000 | 1,020 | 1,000 | 1.00x | 1.02x | -2.0% | -2.0% |" in text
     assert "| close | 600 | 612 | 600 | 1.00x | 1.02x | -2.0% | -2.0% |" in text
+
+
+@pytest.mark.parametrize(
+    ("on_8", "verdict"),
+    [(83.0, "met"), (120.0, "**not met**")],
+)
+def test_pss_per_added_worker_with_preload_off_and_on(on_8: float, verdict: str) -> None:
+    """The slope from the fewest to the most workers, per PRELOAD setting, against the 8 MiB target."""
+    extra = [
+        cell("scaling", "suite", "keep-alive", [2800.0], wpc=wpc, preload=preload, pss=pss)
+        for preload, figures in ((False, (54.4, 93.3, 170.7)), (True, (38.6, 53.5, on_8)))
+        for wpc, pss in zip((1, 2, 4), figures, strict=True)
+    ]
+    doc = results(rows_extra=extra)
+    off = report.mib_per_added_worker(doc["rows"], "keep-alive", preload=False)
+    assert off == pytest.approx((170.7 - 40.0) / (8 - 2))  # the default scaling cell (2 workers, 40 MiB) is off too
+    on = report.mib_per_added_worker(doc["rows"], "keep-alive", preload=True)
+    assert on == pytest.approx((on_8 - 38.6) / (8 - 2))
+    text = report.markdown(doc, chart=None)
+    assert f"on {on:.1f} MiB (target <= 8 MiB with it on: {verdict})" in text
+    assert "| 4 | on | 8 | keep-alive |" in text

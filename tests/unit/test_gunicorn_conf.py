@@ -12,7 +12,7 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 
-from tests.conftest import FILES, load_module
+from tests.conftest import FILES, REPO, load_module
 
 CONF = FILES / "gunicorn_conf.py"
 
@@ -43,6 +43,7 @@ def test_defaults_match_the_image(conf: ModuleType) -> None:
         "worker_connections": 4096,
         "accesslog": None,
         "errorlog": "-",
+        "preload_app": False,
         "control_socket": None,
         "worker_max_memory_mib": None,
         "warnings": [],
@@ -78,6 +79,15 @@ def test_defaults_match_the_image(conf: ModuleType) -> None:
         ({"ACCESS_LOG": "/var/log/app/access.log"}, "accesslog", "/var/log/app/access.log"),
         ({"ERROR_LOG": "/var/log/app/error.log"}, "errorlog", "/var/log/app/error.log"),
         ({"RUNTIME_DIRECTORY": "/run/gunicorn-demo"}, "control_socket", "/run/gunicorn-demo/gunicorn.ctl"),
+        ({}, "preload_app", False),
+        ({"PRELOAD": ""}, "preload_app", False),
+        ({"PRELOAD": "on"}, "preload_app", True),
+        ({"PRELOAD": "TRUE"}, "preload_app", True),
+        ({"PRELOAD": "1"}, "preload_app", True),
+        ({"PRELOAD": "Yes"}, "preload_app", True),
+        ({"PRELOAD": "off"}, "preload_app", False),
+        ({"PRELOAD": "no"}, "preload_app", False),
+        ({"PRELOAD": "0"}, "preload_app", False),
         ({"RUNTIME_DIRECTORY": "/run/a:/run/b"}, "control_socket", "/run/a/gunicorn.ctl"),
         ({"RUNTIME_DIRECTORY": "/run/a", "CONTROL_SOCKET": "off"}, "control_socket", None),
         ({"CONTROL_SOCKET": "/run/x/ctl.sock"}, "control_socket", "/run/x/ctl.sock"),
@@ -151,6 +161,8 @@ def test_worker_count(conf: ModuleType, env: dict[str, str], cores: int, workers
         ("WORKER_CONNECTIONS", "60001"),
         ("WORKER_MAX_MEMORY", "1G"),
         ("WORKER_MAX_MEMORY", "-1"),
+        ("PRELOAD", "enabled"),
+        ("PRELOAD", "2"),
     ],
 )
 def test_bad_value_names_variable_and_value(conf: ModuleType, name: str, value: str) -> None:
@@ -356,6 +368,12 @@ def test_bind_resolves_host_and_port_together(
         ("BIND", "%i:80"),
         ("BIND", "unix:"),
         ("BIND", "fd://x"),
+        ("PRELOAD", "\u0661"),  # an Arabic-Indic one
+        ("PRELOAD", "\u0131"),  # a dotless i: no ASCII word
+        ("PRELOAD", "o\u0301n"),
+        ("PRELOAD", "%i"),
+        ("PRELOAD", "on; rm -rf /"),
+        ("PRELOAD", "1" * 5000),
     ],
 )
 def test_hostile_value_is_refused(conf: ModuleType, name: str, value: str) -> None:
@@ -375,3 +393,20 @@ def test_a_keep_alive_below_61_is_warned_about(conf: ModuleType, keepalive: str,
     warnings = conf.resolve({"KEEP_ALIVE": keepalive}, cores=1)["warnings"]
     assert bool(warnings) is warned
     assert all(w.startswith(f"KEEP_ALIVE={keepalive} is below 61") for w in warnings)
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_a_start_marks_its_runtime_directory_when_it_preloads(conf: ModuleType, tmp_path: Path, preload: bool) -> None:
+    marker = tmp_path / conf.PRELOADED_MARKER
+    marker.write_text("left by an earlier master\n")
+    conf.mark_preloaded(f"{tmp_path}:/run/other", preload)  # systemd lists several directories with ':'
+    assert marker.is_file() is preload
+
+
+def test_no_runtime_directory_no_marker(conf: ModuleType) -> None:
+    conf.mark_preloaded(None, True)  # outside the roles' unit: nothing to write, nothing raised
+
+
+def test_the_role_reads_the_marker_the_runtime_writes(conf: ModuleType) -> None:
+    app_layout = load_module(REPO / "plugins" / "module_utils" / "app_layout.py")
+    assert app_layout.PRELOADED_MARKER == conf.PRELOADED_MARKER

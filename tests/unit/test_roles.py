@@ -598,6 +598,15 @@ def test_one_plan_per_app_the_strongest_action(
             [("gunicorn@b.socket", "stopped", "socket"), ("gunicorn@b.service", "started", "socket")],
         ),
         ({"pending_restart": ["a"], "started": ["a"]}, []),  # started in this run: nothing left to do
+        # A master that preloaded the app would fork the code it imported: its reloads are restarts.
+        ({"code": ["a"], "preloaded": ["a"]}, [("gunicorn@a.service", "restarted", "restart")]),
+        ({"pending_reload": ["a"], "preloaded": ["a"]}, [("gunicorn@a.service", "restarted", "restart")]),
+        (
+            {"code": ["a", "b"], "preloaded": ["b"]},
+            [("gunicorn@a.service", "reloaded", "reload"), ("gunicorn@b.service", "restarted", "restart")],
+        ),
+        ({"preloaded": ["a"]}, []),  # nothing changed: nothing to do
+        ({"code": ["a"], "started": ["a"], "preloaded": ["a"]}, []),
     ],
 )
 def test_a_new_venv_restarts_and_a_stopped_run_s_records_are_applied(
@@ -605,6 +614,11 @@ def test_a_new_venv_restarts_and_a_stopped_run_s_records_are_applied(
 ) -> None:
     plan = filters.app_plan([{"name": "a"}, {"name": "b"}], changed, NO_STACK_CHANGE)
     assert [(step["unit"], step["state"], step["kind"]) for step in plan] == expected
+
+
+def test_the_preloaded_apps_are_read_from_the_running_masters(filters: ModuleType) -> None:
+    before = {"a": {"preloaded": True}, "b": {"preloaded": False}, "c": {}}
+    assert filters.app_preloaded(before) == ["a"]
 
 
 def units(socket: bool, service: bool) -> dict[str, dict[str, dict[str, bool]]]:

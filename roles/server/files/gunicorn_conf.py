@@ -9,6 +9,7 @@ names the variable and the value and exits 2 (SystemExit, which Gunicorn does no
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import json
 import math
@@ -46,7 +47,18 @@ DEFAULTS: dict[str, str] = {
     # The image writes no access log; ACCESS_LOG=- turns one on (stdout, the journal), or names a file.
     "ACCESS_LOG": "off",
     "ERROR_LOG": "-",
+    # The app is imported once per worker, as the image does: its import-time side effects (connections, threads,
+    # random state) happen in each worker. PRELOAD=on imports it once in the master and shares it (see preload_app).
+    "PRELOAD": "off",
 }
+
+# Written by a master that preloaded the app into its runtime directory ($RUNTIME_DIRECTORY, which systemd empties at
+# every start): the deploy role reads it to restart, not reload, such an app (a HUP would fork the old code again).
+# plugins/module_utils/app_layout.py's PRELOADED_MARKER names the same file.
+PRELOADED_MARKER = "preloaded"
+
+# The words a switch variable (PRELOAD) takes, case-insensitive.
+SWITCH_WORDS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 
 # Below this KEEP_ALIVE a load balancer with the usual 60 s idle timeout may reuse a connection the backend closed.
 MIN_SAFE_KEEP_ALIVE = 61
@@ -119,6 +131,15 @@ def _whole(env: Mapping[str, str], name: str, minimum: int, maximum: int) -> int
         return None
     expected = f"a whole number from {minimum} to {maximum}"
     return int(_number(name, raw, whole=True, minimum=minimum, maximum=maximum, expected=expected))
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    """An on/off variable: on, off (also true/false, yes/no, 1/0), ASCII letters in any case; the default when unset."""
+    raw = env_value(env, name) or DEFAULTS[name]
+    value = SWITCH_WORDS.get(raw.lower()) if raw.isascii() else None
+    if value is None:
+        raise ConfigError(name, raw, "on or off (also true/false, yes/no, 1/0)")
+    return value
 
 
 def _port(name: str, raw: str) -> int:
@@ -296,6 +317,7 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
     header_timeout = checked(lambda: _whole(env, "HEADER_TIMEOUT", 1, MAX_REQUEST_TIMEOUT))
     body_timeout = checked(lambda: _whole(env, "BODY_TIMEOUT", 1, MAX_REQUEST_TIMEOUT))
     worker_connections = checked(lambda: _whole(env, "WORKER_CONNECTIONS", 1, MAX_WORKER_CONNECTIONS))
+    preload = checked(lambda: _switch(env, "PRELOAD"))
     if errors:
         raise ConfigErrors(errors)
     if web_concurrency is not None:
@@ -329,6 +351,7 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
         "errorlog": env_value(env, "ERROR_LOG") or DEFAULTS["ERROR_LOG"],
         "control_socket": _control_socket(env),
         "worker_max_memory_mib": max_memory or None,
+        "preload_app": preload,
         "warnings": warnings,
     }
 
@@ -380,6 +403,11 @@ if __name__ == "__config__":
     graceful_timeout = settings["graceful_timeout"]
     keepalive = settings["keepalive"]
     worker_connections = settings["worker_connections"]
+    preload_app = settings["preload_app"]
+    if preload_app:
+        # No collection while the master imports the app: a collection then frees objects among the live ones, and
+        # the holes it leaves get filled in each worker, copying those pages. pre_fork freezes what the import made.
+        gc.disable()
     accesslog = settings["accesslog"]
     errorlog = settings["errorlog"]
     if settings["control_socket"] is None:
@@ -389,10 +417,47 @@ if __name__ == "__config__":
 
 
 def on_starting(server: Any) -> None:
-    """Log the resolved settings once per start, so the journal says what the service sized itself to."""
+    """Log the resolved settings once per start, so the journal says what the service sized itself to.
+
+    Then say in the runtime directory whether this master preloads the app (mark_preloaded).
+    """
     server.log.info("resolved settings: %s", json.dumps(settings, sort_keys=True))
     for warning in settings["warnings"]:
         server.log.warning("%s", warning)
+    mark_preloaded(os.environ.get("RUNTIME_DIRECTORY"), settings["preload_app"])
+
+
+def mark_preloaded(runtime_dir: str | None, preload: bool) -> None:
+    """Write PRELOADED_MARKER into the unit's runtime directory when this master preloads, remove it when not.
+
+    Only a start writes it, never a HUP: a master that preloaded keeps the app it imported whatever a reload reads.
+    """
+    if not runtime_dir:
+        return  # not under the roles' unit: nobody plans its reloads
+    marker = Path(runtime_dir.split(":")[0]) / PRELOADED_MARKER
+    if preload:
+        marker.write_text("PRELOAD=on: this master imported the app; a reload forks the same code\n", encoding="utf-8")
+    else:
+        marker.unlink(missing_ok=True)
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """With PRELOAD on, freeze what the master holds (the preloaded app) before each fork.
+
+    gc.freeze() moves it into the collector's permanent generation: a worker's collections then never touch, and so
+    never copy, the pages it inherited. Gunicorn calls this in the master before every fork, the first after the app
+    was preloaded and also after a HUP (which runs this file again, collection off). Collection goes back on for the
+    master and the worker. Workers re-seed `random` themselves after the fork (CPython's own at-fork hook and
+    Gunicorn's worker init).
+    """
+    if settings["preload_app"]:
+        freeze_for_fork()
+
+
+def freeze_for_fork() -> None:
+    """gc.freeze() the objects alive now, then turn collection (back) on: the process keeps collecting what it makes."""
+    gc.freeze()
+    gc.enable()
 
 
 def resident_mib(statm: Path = Path("/proc/self/statm")) -> float:
