@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.load import Load, Outcome
 from tests.verify import conftest as verify
-from tests.verify.conftest import APP, EXAMPLE_DIR, REPO, Site
+from tests.verify.conftest import APP, EXAMPLE_DIR, REPO, Converge, Site
 
 # The verify suite's fixtures, shared: the site (re-converging the host) and the app under test.
 site = verify.site
@@ -95,6 +96,19 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
 def app_list(path: Path, **env: str) -> dict[str, object]:
     """The extra vars that deploy `path` as the app under test, on port 80, with these env variables."""
     return {"app_list": [{"name": APP, "path": str(path), "env": env}]}
+
+
+def converge_under_load(
+    site: Site, url: str, report: Report, what: str, extra_vars: dict[str, object], playbook: str
+) -> tuple[Converge, Outcome]:
+    """Run a playbook under continuous load, note it in the report as `what`, and require the run to pass and no
+    request to fail. Returns the run's result and the load's outcome for the test's own checks."""
+    with Load(url) as load:
+        result = site.converge(extra_vars, playbook)
+    report.load.append((what, load.outcome.sent, load.outcome.failed))
+    assert result.rc == 0, result.output[-3000:]
+    assert load.outcome.failed == 0, load.outcome.summary()
+    return result, load.outcome
 
 
 CONTROL_DIR = tempfile.mkdtemp(prefix="ssh-")  # short: a unix socket path has at most 107 bytes

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import Report, app_list
+from tests.reliability.conftest import Report, app_list, converge_under_load
 from tests.reliability.load import Load
 from tests.verify.conftest import HELLO, App, Site, wait_for
 
@@ -30,12 +30,10 @@ def test_code_deploy_under_load_fails_no_request(
     assert site.converge(app_list(release("v1")), DEPLOY).rc == 0
     assert app.wait_serving(text=f"{HELLO} v1") == (200, f"{HELLO} v1")
     master, before = app.main_pid, link_target(host)
-    with Load(url) as load:
-        result = site.converge(app_list(release("v2")), DEPLOY)
-    report.load.append(("code deploy v1 -> v2 (graceful reload)", load.outcome.sent, load.outcome.failed))
-    assert result.rc == 0, result.output[-3000:]
-    assert load.outcome.failed == 0, load.outcome.summary()
-    assert load.outcome.sent > 0
+    _, outcome = converge_under_load(
+        site, url, report, "code deploy v1 -> v2 (graceful reload)", app_list(release("v2")), DEPLOY
+    )
+    assert outcome.sent > 0
     assert app.wait_serving(text=f"{HELLO} v2") == (200, f"{HELLO} v2")
     assert app.main_pid == master, "a code deploy reloads (HUP), it does not restart"
     after = link_target(host)
@@ -47,12 +45,9 @@ def test_settings_change_restarts_under_load_and_fails_no_request(
     site: Site, app: App, url: str, release: Callable[..., Path], report: Report
 ) -> None:
     master = app.main_pid
-    with Load(url) as load:
-        result = site.converge(app_list(release("v2"), LOG_LEVEL="warning"), DEPLOY)
-    report.load.append(("LOG_LEVEL change (restart, socket held by systemd)", load.outcome.sent, load.outcome.failed))
-    assert result.rc == 0, result.output[-3000:]
+    settings = app_list(release("v2"), LOG_LEVEL="warning")
+    converge_under_load(site, url, report, "LOG_LEVEL change (restart, socket held by systemd)", settings, DEPLOY)
     assert app.main_pid != master, "an env file change restarts the service"
-    assert load.outcome.failed == 0, load.outcome.summary()
     assert app.env()["LOG_LEVEL"] == "warning"
 
 

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import EXAMPLE, Report, Watcher, app_list
-from tests.reliability.load import Load
+from tests.reliability.conftest import EXAMPLE, Report, Watcher, app_list, converge_under_load
 from tests.verify.conftest import APP, HELLO, App, Site
 
 DEPLOY = "playbooks/deploy.yml"
@@ -57,13 +56,8 @@ def test_a_requirements_change_builds_a_new_venv_and_restarts_under_load(
     assert site.converge(app_list(release("r1"), LOG_LEVEL="warning"), DEPLOY).rc == 0
     assert app.wait_serving(text=f"{HELLO} r1") == (200, f"{HELLO} r1")
     before, master = serving_state(host), app.main_pid
-    with Load(url) as load:
-        result = site.converge(
-            app_list(with_requirement(release("r2"), EXTRA_REQUIREMENT), LOG_LEVEL="warning"), DEPLOY
-        )
-    report.load.append(("requirements change r1 -> r2 (new venv, restart)", load.outcome.sent, load.outcome.failed))
-    assert result.rc == 0, result.output[-3000:]
-    assert load.outcome.failed == 0, load.outcome.summary()
+    changed = app_list(with_requirement(release("r2"), EXTRA_REQUIREMENT), LOG_LEVEL="warning")
+    converge_under_load(site, url, report, "requirements change r1 -> r2 (new venv, restart)", changed, DEPLOY)
     assert app.wait_serving(text=f"{HELLO} r2") == (200, f"{HELLO} r2")
     after = serving_state(host)
     assert after["venv"] != before["venv"], "a new set of requirements gets a venv of its own"
@@ -97,11 +91,7 @@ def test_rollback_restores_code_packages_and_settings_under_load(
     assert app.get() == (200, f"{HELLO} r2")
     # The inventory's app list, as for a deploy (the rollback takes the releases on the host, not these paths).
     apps = app_list(release("r2"), LOG_LEVEL="warning")
-    with Load(url) as load:
-        result = site.converge(apps, ROLLBACK)
-    report.load.append(("rollback r2 -> r1 (venv, code, settings)", load.outcome.sent, load.outcome.failed))
-    assert result.rc == 0, result.output[-3000:]
-    assert load.outcome.failed == 0, load.outcome.summary()
+    converge_under_load(site, url, report, "rollback r2 -> r1 (venv, code, settings)", apps, ROLLBACK)
     assert app.wait_serving(text=f"{HELLO} r1") == (200, f"{HELLO} r1")
     after = serving_state(host)
     assert EXTRA_REQUIREMENT not in after["freeze"], "r1's own venv serves again"

@@ -11,8 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.reliability.conftest import EXAMPLE, Report, app_list
-from tests.reliability.load import Load
+from tests.reliability.conftest import EXAMPLE, Report, app_list, converge_under_load
 from tests.verify.conftest import HELLO, App, Site, wait_for
 
 DEPLOY = "playbooks/deploy.yml"
@@ -49,11 +48,9 @@ def test_preload_on_restarts_under_load_and_shares_the_app(
     warm(app)
     alone = private_mib(host, app.main_pid, workers)
     master = app.main_pid
-    with Load(url) as load:
-        result = site.converge(app_list(release("p1"), PRELOAD="on"), DEPLOY)
-    report.load.append(("PRELOAD=on (restart, socket held by systemd)", load.outcome.sent, load.outcome.failed))
-    assert result.rc == 0, result.output[-3000:]
-    assert load.outcome.failed == 0, load.outcome.summary()
+    converge_under_load(
+        site, url, report, "PRELOAD=on (restart, socket held by systemd)", app_list(release("p1"), PRELOAD="on"), DEPLOY
+    )
     assert app.main_pid != master
     assert host.file(MARKER).is_file, "the master says it preloaded"
     warm(app)
@@ -65,11 +62,9 @@ def test_a_code_deploy_of_a_preloaded_app_restarts_and_serves_the_new_code(
     site: Site, app: App, url: str, release: Callable[..., Path], report: Report
 ) -> None:
     master = app.main_pid
-    with Load(url) as load:
-        result = site.converge(app_list(release("p2"), PRELOAD="on"), DEPLOY)
-    report.load.append(("code deploy p1 -> p2, preloaded (restart)", load.outcome.sent, load.outcome.failed))
-    assert result.rc == 0, result.output[-3000:]
-    assert load.outcome.failed == 0, load.outcome.summary()
+    result, _ = converge_under_load(
+        site, url, report, "code deploy p1 -> p2, preloaded (restart)", app_list(release("p2"), PRELOAD="on"), DEPLOY
+    )
     assert "runs preloaded" in result.output, "the plan says why it restarts"
     assert app.wait_serving(text=f"{HELLO} p2") == (200, f"{HELLO} p2"), "the new code, not the master's old one"
     assert app.main_pid != master
@@ -78,11 +73,9 @@ def test_a_code_deploy_of_a_preloaded_app_restarts_and_serves_the_new_code(
 def test_a_rollback_of_a_preloaded_app_serves_the_previous_code(
     site: Site, app: App, url: str, release: Callable[..., Path], report: Report
 ) -> None:
-    with Load(url) as load:
-        result = site.converge(app_list(release("p2"), PRELOAD="on"), ROLLBACK)
-    report.load.append(("rollback p2 -> p1, preloaded (restart)", load.outcome.sent, load.outcome.failed))
-    assert result.rc == 0, result.output[-3000:]
-    assert load.outcome.failed == 0, load.outcome.summary()
+    converge_under_load(
+        site, url, report, "rollback p2 -> p1, preloaded (restart)", app_list(release("p2"), PRELOAD="on"), ROLLBACK
+    )
     assert app.wait_serving(text=f"{HELLO} p1") == (200, f"{HELLO} p1")
 
 
@@ -90,11 +83,8 @@ def test_a_settings_change_of_a_preloaded_app_fails_no_request(
     site: Site, app: App, url: str, release: Callable[..., Path], report: Report
 ) -> None:
     master = app.main_pid
-    with Load(url) as load:
-        result = site.converge(app_list(release("p1"), PRELOAD="on", LOG_LEVEL="warning"), DEPLOY)
-    report.load.append(("LOG_LEVEL change, preloaded (restart)", load.outcome.sent, load.outcome.failed))
-    assert result.rc == 0, result.output[-3000:]
-    assert load.outcome.failed == 0, load.outcome.summary()
+    settings = app_list(release("p1"), PRELOAD="on", LOG_LEVEL="warning")
+    converge_under_load(site, url, report, "LOG_LEVEL change, preloaded (restart)", settings, DEPLOY)
     assert app.main_pid != master
     assert app.env()["LOG_LEVEL"] == "warning"
     assert app.wait_serving(text=f"{HELLO} p1") == (200, f"{HELLO} p1")

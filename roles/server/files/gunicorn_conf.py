@@ -451,13 +451,8 @@ def pre_fork(server: Any, worker: Any) -> None:
     Gunicorn's worker init).
     """
     if settings["preload_app"]:
-        freeze_for_fork()
-
-
-def freeze_for_fork() -> None:
-    """gc.freeze() the objects alive now, then turn collection (back) on: the process keeps collecting what it makes."""
-    gc.freeze()
-    gc.enable()
+        gc.freeze()
+        gc.enable()
 
 
 def resident_mib(statm: Path = Path("/proc/self/statm")) -> float:
