@@ -24,7 +24,9 @@ def app_local_files(apps: list[Mapping[str, Any]], excludes: list[str]) -> dict[
     """List what the local sources hold on the controller and name each source's release by its content.
 
     Returns {"dirs": [...], "files": [...], "targets": [...]}; each dir and file item is {name, release, rel, src},
-    each target {name, release, dir} (one per app: its release and the release's directory on the host). The release is
+    each target {name, release, dir, requirements} (one per app: its release, the release's directory on the host and
+    the SHA-1 of its top-level requirements.txt, "" without one: what a stat of the shipped file would report, known
+    here without a module run on the host). The release is
     "local-" + a hash of every shipped path and its bytes, so the same code is the same release (a rerun changes
     nothing) and any change of code makes a new release directory beside the serving one. Excluded names (bytecode,
     VCS and venv directories) never reach the host, so the controller's own caches neither make a release nor
@@ -59,7 +61,13 @@ def app_local_files(apps: list[Mapping[str, Any]], excludes: list[str]) -> dict[
                 with open(src, "rb") as handle:
                     digest.update(b"f\0" + rel.encode() + b"\0" + hashlib.sha256(handle.read()).digest())
         release = "local-" + digest.hexdigest()[:12]
-        targets.append({"name": name, "release": release, "dir": app_release_path(app, release)})
+        requirements = ""
+        if any(item["rel"] == "requirements.txt" for item in app_files):
+            with open(os.path.join(root, "requirements.txt"), "rb") as handle:
+                requirements = hashlib.sha1(handle.read()).hexdigest()
+        targets.append(
+            {"name": name, "release": release, "dir": app_release_path(app, release), "requirements": requirements}
+        )
         dirs += [{**item, "release": release} for item in app_dirs]
         files += [{**item, "release": release} for item in app_files]
     return {"dirs": dirs, "files": files, "targets": targets}

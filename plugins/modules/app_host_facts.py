@@ -61,6 +61,13 @@ options:
       its app leaves a marker.
     type: path
     default: /run/gunicorn
+  units_matching:
+    description: >-
+      Unit name patterns (as C(systemctl list-units) takes them) whose loaded units are listed: what a stopped run
+      may have left running, such as its venv build.
+    type: list
+    elements: str
+    default: []
 author: gunicorn-suite
 """
 
@@ -95,6 +102,11 @@ apps:
     units ({socket, service} -> {active, enabled, failed}), preloaded (its running master preloaded the app: the
     marker gunicorn_conf.py writes in /run/gunicorn/NAME)}.
   type: dict
+  returned: always
+matching_units:
+  description: The loaded units matching C(units_matching), in any state.
+  type: list
+  elements: str
   returned: always
 """
 
@@ -156,6 +168,11 @@ def unit_states(show: str) -> dict[str, dict[str, bool]]:
     return states
 
 
+def loaded_units(listing: str) -> list[str]:
+    """The unit names of `systemctl list-units --plain --no-legend` output (the first column; "" lists none)."""
+    return [line.split()[0] for line in listing.splitlines() if line.strip()]
+
+
 def main() -> None:
     """Read everything and return it; nothing on the host changes."""
     module = AnsibleModule(
@@ -166,18 +183,22 @@ def main() -> None:
             "found": {"type": "list", "elements": "str", "default": []},
             "present": {"type": "list", "elements": "str", "default": []},
             "runtime_root": {"type": "path", "default": RUNTIME_ROOT},
+            "units_matching": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
     root, patterns = module.params["apps_root"], module.params["found"]
     names = [name for name in module.params["names"] if NAME_RE.match(name)]
     systemctl = module.get_bin_path("systemctl")
-    sockets, shown = "", ""
+    sockets, shown, loaded = "", "", ""
     units = [f"gunicorn@{name}.{kind}" for name in names for kind in ("socket", "service")]
     if systemctl:
         _, sockets, _ = module.run_command([systemctl, "list-sockets", "--all", "--full", "--no-legend", "--plain"])
         if units:
             _, shown, _ = module.run_command([systemctl, "show", "-p", "Id,ActiveState,UnitFileState", *units])
+        if module.params["units_matching"]:
+            listing = [systemctl, "list-units", "--all", "--full", "--no-legend", "--plain"]
+            _, loaded, _ = module.run_command([*listing, "--", *module.params["units_matching"]])
     states = unit_states(shown)
     apps = {}
     for name in names:
@@ -214,6 +235,7 @@ def main() -> None:
         root_markers=marked_dirs(root, module.params["marker"]),
         listeners=listeners(sockets),
         apps=apps,
+        matching_units=loaded_units(loaded),
     )
 
 

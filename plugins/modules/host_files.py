@@ -66,6 +66,13 @@ options:
     type: list
     elements: dict
     default: []
+  absent:
+    description:
+      - Paths of files (or links) to remove, last of all, once everything else is in place: records whose change was
+        applied, a candidate that served its check. A directory is refused; a path that is not there is no change.
+    type: list
+    elements: str
+    default: []
 author: gunicorn-suite
 """
 
@@ -107,6 +114,11 @@ changed_tags:
   returned: always
 records:
   description: The records written before the change.
+  type: list
+  elements: str
+  returned: always
+removed:
+  description: The paths of C(absent) that were (or would be) removed.
   type: list
   elements: str
   returned: always
@@ -199,6 +211,17 @@ def _ensure_link(module: AnsibleModule, spec: Mapping[str, Any]) -> bool:
     return True
 
 
+def _remove(module: AnsibleModule, path: str) -> bool:
+    """Remove the file or link at PATH; whether it was (or would be) there. A directory is refused, not emptied."""
+    if not os.path.lexists(path):
+        return False
+    if os.path.isdir(path) and not os.path.islink(path):
+        module.fail_json(msg=f"absent: {path} is a directory, refusing to remove it")
+    if not module.check_mode:
+        os.unlink(path)
+    return True
+
+
 def _ensure_dir(module: AnsibleModule, spec: Mapping[str, Any]) -> bool:
     """Create SPEC's directory or fix its owner, group and mode; whether anything was (or would be) changed."""
     path = spec["path"]
@@ -253,7 +276,7 @@ def _check_spec(module: AnsibleModule, kind: str, entries: list[dict[str, Any]],
 
 
 def main() -> None:
-    """Create the dirs, write the due records, then the changed files, then point the links; report what changed."""
+    """Create the dirs, write the due records, the changed files, point the links, remove the absent; report it."""
     module = AnsibleModule(
         argument_spec={
             "dirs": {"type": "list", "elements": "dict", "default": []},
@@ -261,6 +284,7 @@ def main() -> None:
             "links": {"type": "list", "elements": "dict", "default": []},
             "tree": {"type": "dict"},
             "records": {"type": "list", "elements": "dict", "default": []},
+            "absent": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
@@ -313,8 +337,9 @@ def main() -> None:
         else:
             _write(module, f["dest"], f["content"], f["owner"], f["group"], f["mode"], f.get("validate") or "")
     changed_links = [spec["dest"] for spec in module.params["links"] if _ensure_link(module, spec)]
+    removed = [path for path in dict.fromkeys(module.params["absent"]) if _remove(module, path)]
     result: dict[str, Any] = {
-        "changed": bool(changed_dirs or changing or written or changed_links),
+        "changed": bool(changed_dirs or changing or written or changed_links or removed),
         "changed_links": changed_links,
         "checksums": {
             f["dest"]: hashlib.sha1(f["content"].encode("utf-8", "surrogateescape")).hexdigest() for f in files
@@ -323,6 +348,7 @@ def main() -> None:
         "changed_dirs": changed_dirs,
         "changed_tags": list(dict.fromkeys(f["tag"] for f in files if f["dest"] in changing and f.get("tag"))),
         "records": written,
+        "removed": removed,
     }
     if module._diff:
         result["diff"] = diff

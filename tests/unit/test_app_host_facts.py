@@ -140,3 +140,22 @@ def test_reads_which_running_masters_preloaded_their_app(tmp_path: Path, root: P
         tmp_path, apps_root=str(root), marker=".wsgiops-app", names=["web", "old", "new"], runtime_root=str(runtime)
     )
     assert {name: app["preloaded"] for name, app in result["apps"].items()} == {"web": True, "old": False, "new": False}
+
+
+@pytest.mark.parametrize(
+    ("listing", "expected"),
+    [
+        ("", []),
+        (
+            "wsgiops-venv-web-0a1b.service loaded activating start start /bin/sh -ec ...\n",
+            ["wsgiops-venv-web-0a1b.service"],
+        ),
+        (
+            "wsgiops-venv-a-1.service loaded active running x\n\nwsgiops-venv-b-2.service loaded failed failed y\n",
+            ["wsgiops-venv-a-1.service", "wsgiops-venv-b-2.service"],
+        ),
+    ],
+)
+def test_loaded_units_are_the_first_column(facts: ModuleType, listing: str, expected: list[str]) -> None:
+    """The venv builds a stopped run left loaded: the only ones build.yml stops (a fresh host costs no stop)."""
+    assert facts.loaded_units(listing) == expected

@@ -210,3 +210,26 @@ def test_checksums_are_those_stat_reports_of_the_files_written(tmp_path: Path) -
     text, other = tmp_path / "text", tmp_path / "other"
     result = run(tmp_path, files=[spec(text, "flask==3.0.3 \\\n  --hash=sha256:é\n"), spec(other, "")])
     assert result["checksums"] == {str(path): hashlib.sha1(path.read_bytes()).hexdigest() for path in (text, other)}
+
+
+def test_absent_paths_go_last_and_only_what_is_there_is_a_change(tmp_path: Path) -> None:
+    """A record is removed once its change is in place: after the files and links of the same run, in check mode not."""
+    record, dangling = tmp_path / "pending.restart", tmp_path / "gone.link"
+    record.write_text("restart\n")
+    dangling.symlink_to("nowhere")
+    absent = [str(record), str(dangling), str(tmp_path / "never-there")]
+    preview = run(tmp_path, check=True, absent=absent)
+    assert preview["changed"] is True and preview["removed"] == [str(record), str(dangling)]
+    assert record.exists() and dangling.is_symlink()
+    result = run(tmp_path, files=[spec(tmp_path / "f", "x")], absent=absent)
+    assert result["removed"] == [str(record), str(dangling)] and (tmp_path / "f").read_text() == "x"
+    assert not record.exists() and not dangling.is_symlink()
+    again = run(tmp_path, files=[spec(tmp_path / "f", "x")], absent=absent)
+    assert again["changed"] is False and again["removed"] == []
+
+
+def test_absent_refuses_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "releases").mkdir()
+    result = run(tmp_path, absent=[str(tmp_path / "releases")])
+    assert result.get("failed") is True and "is a directory, refusing" in result["msg"]
+    assert (tmp_path / "releases").is_dir()

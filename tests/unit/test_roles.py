@@ -6,6 +6,7 @@ The argument specs, the defaults and their comments must describe the same varia
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 import socket
@@ -206,6 +207,29 @@ def test_local_files_leave_caches_and_vcs_behind(filters: ModuleType, tmp_path: 
     assert [d["rel"] for d in listed["dirs"]] == ["pkg"]
     (target,) = listed["targets"]
     assert {f["release"] for f in listed["files"]} == {target["release"]}
+
+
+@pytest.mark.parametrize(
+    ("shipped", "expected"),
+    [
+        ({"requirements.txt": b"flask==3.0.3\n"}, hashlib.sha1(b"flask==3.0.3\n").hexdigest()),
+        ({"requirements.txt": b""}, hashlib.sha1(b"").hexdigest()),
+        ({"pkg/requirements.txt": b"x\n"}, ""),  # only the top-level file is the release's requirements
+        ({"requirements.txt.pyc": b"x"}, ""),  # excluded names are not shipped, so not read
+        ({}, ""),
+    ],
+)
+def test_local_requirements_are_hashed_as_stat_would(
+    filters: ModuleType, tmp_path: Path, shipped: dict[str, bytes], expected: str
+) -> None:
+    """The venv key takes a stat's SHA-1 of the shipped requirements.txt: computed on the controller, the same value."""
+    (tmp_path / "main.py").write_text("app = 1")
+    for rel, content in shipped.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(content)
+    apps = filters.app_normalize([{"name": "web", "path": str(tmp_path)}], "/", "/srv")
+    (target,) = filters.app_local_files(apps, ["*.pyc"])["targets"]
+    assert target["requirements"] == expected
 
 
 def _release_of(filters: ModuleType, root: Path) -> str:
@@ -500,7 +524,12 @@ def test_local_releases_name_their_directory_on_the_host(filters: ModuleType, tm
     apps = filters.app_normalize([{"name": "web", "path": str(tmp_path)}, {"name": "api", "repo": "x"}], "/", "/opt")
     listed = filters.app_local_files(apps, [])
     (target,) = listed["targets"]
-    assert target == {"name": "web", "release": target["release"], "dir": f"/opt/web/releases/{target['release']}"}
+    assert target == {
+        "name": "web",
+        "release": target["release"],
+        "dir": f"/opt/web/releases/{target['release']}",
+        "requirements": "",
+    }
 
 
 @pytest.mark.parametrize(
