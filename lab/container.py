@@ -128,6 +128,9 @@ def nspawn_command(rootfs: Path, name: str, before: str = "") -> list[str]:
             "--private-network",
             f"--machine={name}",
             "--console=passive",
+            # The tree's own /etc/localtime, not a bind mount of the host's: a package that replaces it (tzdata, pulled
+            # in by certbot on the fleet's balancer) fails on a bind-mounted file ("Device or resource busy").
+            "--timezone=off",
         ]
     )
     return ["unshare", "-m", "--propagation", "private", "sh", "-c", f"{before} && {inner}" if before else inner]

@@ -57,6 +57,12 @@ def overlay_files(member: Member) -> dict[Path, str]:
 
 
 LB_URL = "http://127.0.0.1:8090/"
+# The balancer's HTTPS: its certificate (from the lab's Pebble, lab/playbooks/acme.yml) names ACME_NAME, reached on a
+# loopback forward; the root that verifies it is copied to the lab directory (ACME_ROOT).
+ACME_NAME = "lb1.fleet.test"
+LB_HTTPS_PORT = 8443
+LB_HTTPS_URL = f"https://{ACME_NAME}:{LB_HTTPS_PORT}/"
+ACME_ROOT = "fleet-acme-root.pem"
 INVENTORY = REPO_ROOT / "inventory" / "fleet-lab" / "hosts.yml"
 
 
@@ -69,6 +75,8 @@ class Member:
     ssh_port: int
     http_port: int
     octet: int
+    # The loopback port forwarded to the host's 443 (the balancer's HTTPS), 0 for none.
+    https_port: int = 0
 
     @property
     def container(self) -> str:
@@ -88,7 +96,7 @@ class Member:
 
 # Below the lab's allocation range (2300-2999) and beside the demo's 8080, so nothing else takes them.
 MEMBERS = (
-    Member("lb1", "lb", 2290, 8090, 2),
+    Member("lb1", "lb", 2290, 8090, 2, https_port=LB_HTTPS_PORT),
     Member("web1", "web", 2291, 8091, 11),
     Member("web2", "web", 2292, 8092, 12),
     Member("web3", "web", 2293, 8093, 13),
@@ -214,6 +222,8 @@ def _boot(layout: Layout, tree: Path, member: Member) -> container.State:
         raise container.ContainerError(f"{member.container}: slirp4netns gave no API socket")
     container._forward(api, state.ssh_port, 22)
     container._forward(api, state.http_port, 80)
+    if member.https_port:
+        container._forward(api, member.https_port, 443)
     state.system_state = container._wait_for_systemd(layout, state, started)
     check_wiring(member, state.init_pid)
     state.boot_seconds = round(time.monotonic() - started, 1)
@@ -242,7 +252,7 @@ def up(layout: Layout) -> list[container.State]:
     down(layout)
     tree = container.build_rootfs(layout)
     with locking.exclusive(layout.lock):
-        taken = [p for m in MEMBERS for p in (m.ssh_port, m.http_port) if not port_free(p)]
+        taken = [p for m in MEMBERS for p in (m.ssh_port, m.http_port, m.https_port) if p and not port_free(p)]
         if taken:
             raise container.ContainerError(f"loopback ports already in use: {taken} (another fleet or lab host?)")
         ensure_segment()

@@ -12,6 +12,9 @@ APT_PACKAGES += systemd-container slirp4netns mmdebstrap iproute2 util-linux ope
 FLEET := $(BIN)/python -m lab.fleet
 FLEET_INVENTORY := inventory/fleet-lab
 FLEET_URL := http://127.0.0.1:8090/
+FLEET_HTTPS_URL := https://lb1.fleet.test:8443/
+FLEET_CA := $(or $(LAB_HOME),$(CURDIR)/.cache/lab)/fleet-acme-root.pem
+FLEET_CURL := curl --cacert $(FLEET_CA) --resolve lb1.fleet.test:8443:127.0.0.1
 FLEET_PYTEST := $(BIN)/pytest tests/fleet -p no:cacheprovider -s
 
 # In make test's VM group (the shorter one; the fleet runs on containers and loopback): every rolling case, 13 min 4 s
@@ -28,16 +31,19 @@ fleet-up: deps venv
 	$(FLEET) up >/dev/null
 
 fleet-converge: venv
-	@echo ">> [2/3] ansible-playbook -i $(FLEET_INVENTORY) playbooks/site.yml (balancer first, then every web host at once)"
+	@echo ">> [2/3] the lab's ACME server (Pebble on lb1), then ansible-playbook -i $(FLEET_INVENTORY) playbooks/site.yml"
+	$(BIN)/ansible-playbook -i $(FLEET_INVENTORY) lab/playbooks/acme.yml
 	wheel=$$($(LAB) wheel debian12 --path); test -n "$$wheel"; \
 	time $(BIN)/ansible-playbook -i $(FLEET_INVENTORY) playbooks/site.yml -e deploy_serial=100% \
 	  -e server_meinheld_source="$$wheel" -e interpreter_keep_build_deps=false
 
 fleet-show:
-	@echo ">> [3/3] $(FLEET_URL), six requests (X-Served-By names the web host that answered)"
-	@for i in 1 2 3 4 5 6; do curl -s -D - -o /tmp/fleet-body.$$$$ $(FLEET_URL) | tr -d '\r' | grep -i '^x-served-by' | tr '\n' ' '; \
-	  cat /tmp/fleet-body.$$$$; echo; done; rm -f /tmp/fleet-body.$$$$
-	@echo ">> try: curl -i $(FLEET_URL)   stop it: make fleet-down"
+	@echo ">> [3/3] $(FLEET_HTTPS_URL), six requests (X-Served-By names the web host that answered)"
+	@for i in 1 2 3 4 5 6; do $(FLEET_CURL) -s -D - -o /tmp/fleet-body.$$$$ $(FLEET_HTTPS_URL) | tr -d '\r' \
+	  | grep -i '^x-served-by' | tr '\n' ' '; cat /tmp/fleet-body.$$$$; echo; done; rm -f /tmp/fleet-body.$$$$
+	@echo ">> plain HTTP ($(FLEET_URL)) redirects to HTTPS; stop the fleet: make fleet-down"
+	@echo ">> HTTPS: $(FLEET_HTTPS_URL) (lb1.fleet.test is 127.0.0.1:8443 here: curl --resolve lb1.fleet.test:8443:127.0.0.1)"
+	@echo ">> the CA certificate that verifies it: $(FLEET_CA)"
 
 fleet-down: venv ## stop the fleet's containers and remove its network namespace
 	$(FLEET) down

@@ -43,9 +43,9 @@ def report() -> Report:
 
 @pytest.fixture(scope="session", autouse=True)
 def fleet_is_up() -> None:
-    status, _, body = harness.ask(harness.fleet.LB_URL)
+    status, _, body = harness.ask(harness.fleet.LB_HTTPS_URL)
     if status != 200:
-        pytest.fail(f"the balancer at {harness.fleet.LB_URL} answered {status} {body!r}: run `make fleet` first")
+        pytest.fail(f"the balancer at {harness.fleet.LB_HTTPS_URL} answered {status} {body!r}: run `make fleet` first")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -7,6 +7,7 @@ callback plugin to install. The scale-on-paper table is computed from those figu
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import itertools
 import json
@@ -14,10 +15,13 @@ import math
 import os
 import re
 import shlex
+import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from lab import fleet, ssh
 from lab.paths import Layout
@@ -108,13 +112,71 @@ def release(target: Path, greeting: str, *, broken_on: str = "", migrate: str = 
     return target
 
 
+class LoopbackHTTPS(http.client.HTTPSConnection):
+    """HTTPS to a name the controller cannot resolve (the balancer's ACME name), through its loopback forward.
+
+    The TLS handshake asks for the name (SNI) and checks the certificate against it and the lab's ACME root, as a
+    client that resolved the name would; only the TCP connection goes to 127.0.0.1.
+    """
+
+    def connect(self) -> None:
+        sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def acme_root() -> Path:
+    """The root certificate that verifies the balancer's (copied from the lab's Pebble by `make fleet`)."""
+    return Layout.default().root / fleet.ACME_ROOT
+
+
+def tls_context() -> ssl.SSLContext:
+    """A client context trusting the lab's ACME root only, offering HTTP/1.1 (the load speaks it)."""
+    context = ssl.create_default_context(cafile=str(acme_root()))
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
 class FleetLoad(Load):
-    """The reliability suite's load (a new connection per request), recording which backend answered what."""
+    """The reliability suite's load (a new connection per request), recording which backend answered what.
+
+    An https:// URL goes through the balancer's TLS, verified against the lab's ACME root.
+    """
 
     header = "X-Served-By"
 
+    def __init__(self, url: str, clients: int = 4, timeout: float = 60.0) -> None:
+        super().__init__(url, clients, timeout)
+        self.tls = tls_context() if url.startswith("https://") else None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.tls is None:
+            return super()._connection()
+        return LoopbackHTTPS(self.host, self.port, timeout=self.timeout, context=self.tls)
+
     def _answer(self, response: http.client.HTTPResponse, body: str) -> str:
         return f"{response.getheader(self.header, '?')}: {body}"
+
+
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+    """One GET of URL (https through the balancer's TLS, verified): status, headers (lower-case names), body."""
+    load = FleetLoad(url)
+    connection = load._connection()
+    try:
+        query = urlsplit(url).query
+        target = f"{load.path}?{query}" if query else load.path
+        connection.request("GET", target, headers={"Connection": "close", **(headers or {})})
+        response = connection.getresponse()
+        body = response.read().decode(errors="replace")
+        return response.status, {name.lower(): value for name, value in response.getheaders()}, body
+    finally:
+        connection.close()
+
+
+def served_certificate() -> str:
+    """The SHA-256 of the certificate the balancer serves its ACME name with (verified against the lab's root)."""
+    sock = socket.create_connection(("127.0.0.1", fleet.LB_HTTPS_PORT), 10)
+    with tls_context().wrap_socket(sock, server_hostname=fleet.ACME_NAME) as tls:
+        return hashlib.sha256(tls.getpeercert(binary_form=True) or b"").hexdigest()
 
 
 def ask(url: str) -> tuple[int, str, str]:

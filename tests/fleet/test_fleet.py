@@ -10,6 +10,9 @@ refused or reset connection, a timeout or a status other than 2xx.
 from __future__ import annotations
 
 import collections
+import json
+import subprocess
+import time
 from pathlib import Path
 
 from tests.fleet import harness
@@ -28,7 +31,7 @@ def _app(path: Path, **env: str) -> dict[str, object]:
 def _deploy(tmp_path: Path, report: Report, case: str, app: dict[str, object], note: str = "") -> harness.PlaybookRun:
     """deploy.yml batch by batch (serial 1) under load through the balancer; records the case's figures."""
     extra = harness.vars_file(tmp_path / "vars.json", app_list=[app])
-    with harness.FleetLoad(harness.fleet.LB_URL, clients=CLIENTS) as load:
+    with harness.FleetLoad(harness.fleet.LB_HTTPS_URL, clients=CLIENTS) as load:
         run = harness.run_playbook("deploy.yml", "-e", extra)
     outcome = load.outcome
     served = collections.Counter(body for body in outcome.bodies.elements())
@@ -38,10 +41,86 @@ def _deploy(tmp_path: Path, report: Report, case: str, app: dict[str, object], n
 
 
 def test_1_the_balancer_answers_from_every_web_host_in_turn() -> None:
-    answers = [harness.ask(harness.fleet.LB_URL) for _ in range(6)]
+    answers = [harness.ask(harness.fleet.LB_HTTPS_URL) for _ in range(6)]
     assert {status for status, _, _ in answers} == {200}, answers
     assert all(body.startswith(GREETING) for _, _, body in answers), answers
     assert {served_by for _, served_by, _ in answers} == set(harness.WEB), answers
+
+
+def _client_seen(url: str, headers: dict[str, str]) -> dict[str, str]:
+    """What the example app's /client says it believes of one request (its address and scheme)."""
+    status, _, body = harness.fetch(url + "client", headers)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_1b_the_app_sees_the_client_through_the_balancer_and_believes_nobody_else() -> None:
+    """HAProxy replaces the forwarding headers a client sends; a backend believes them from the balancer only."""
+    forged = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "gopher"}
+    web1 = harness.MEMBERS["web1"]
+    direct = _client_seen(f"http://127.0.0.1:{web1.http_port}/", {})  # the test client as the hosts see it
+    assert direct["remote_addr"] not in ("203.0.113.9", harness.MEMBERS["lb1"].address), direct
+    through = _client_seen(harness.fleet.LB_HTTPS_URL, forged)
+    assert through == {"remote_addr": direct["remote_addr"], "scheme": "https"}
+    assert _client_seen(f"http://127.0.0.1:{web1.http_port}/", forged) == direct
+
+
+def test_1c_plain_http_redirects_to_https_but_the_acme_challenge_path() -> None:
+    status, headers, _ = harness.fetch(harness.fleet.LB_URL + "some/page?x=1")
+    assert (status, headers.get("location")) == (
+        301,
+        f"https://127.0.0.1:{harness.MEMBERS['lb1'].http_port}/some/page?x=1",
+    )
+    challenge, _, _ = harness.fetch(harness.fleet.LB_URL + ".well-known/acme-challenge/none")
+    assert challenge == 503  # to certbot's standalone server, which listens only while it answers a challenge
+
+
+def test_1d_tls_verifies_offers_h2_and_refuses_tls_1_1() -> None:
+    name, port = harness.fleet.ACME_NAME, harness.fleet.LB_HTTPS_PORT
+    curl = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--http2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            "-D",
+            "-",
+            "--cacert",
+            str(harness.acme_root()),
+            "--resolve",
+            f"{name}:{port}:127.0.0.1",
+            f"https://{name}:{port}/",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert curl.returncode == 0 and curl.stdout.endswith("2 200"), curl.stdout + curl.stderr
+    assert "strict-transport-security: max-age=300" in curl.stdout.lower(), curl.stdout
+    s_client = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", name]
+    offered = subprocess.run(
+        [*s_client, "-alpn", "h2,http/1.1", "-CAfile", str(harness.acme_root())],
+        input="",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert "ALPN protocol: h2" in offered.stdout and "Verify return code: 0 (ok)" in offered.stdout, offered.stdout
+    old = subprocess.run(
+        [*s_client, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
+        input="",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    # Refused: no certificate comes back and no cipher is agreed (s_client's exit status does not say it).
+    assert "no peer certificate available" in old.stdout and "Cipher is (NONE)" in old.stdout, old.stdout + old.stderr
 
 
 def test_2_a_code_deploy_rolls_with_zero_failed_requests_and_one_migration(tmp_path: Path, report: Report) -> None:
@@ -84,7 +163,7 @@ def test_4_a_release_failing_its_health_check_on_the_second_host_stops_there(tmp
     assert harness.serving_within(second, f"200 {GREETING}, release 2") == f"200 {GREETING}, release 2"
     assert harness.serving(third) == f"200 {GREETING}, release 2"
     assert [harness.lb_server_state(h) for h in harness.WEB] == ["ready", "drain", "ready"]
-    answers = [harness.ask(harness.fleet.LB_URL) for _ in range(6)]
+    answers = [harness.ask(harness.fleet.LB_HTTPS_URL) for _ in range(6)]
     assert {served_by for _, served_by, _ in answers} == {first, third}, answers
 
 
@@ -101,3 +180,30 @@ def test_5_a_failing_migration_stops_the_deploy_before_any_host_switches(tmp_pat
     assert len(run.batches) == 1, run.batches
     assert report.cases[-1][2] == 0, report.cases[-1]
     assert {host: harness.serving(host) for host in harness.WEB} == before
+
+
+def test_6_a_certificate_renewed_under_load_through_the_balancer_fails_no_request(report: Report) -> None:
+    """certbot renews (forced: the lab's certificate is not due), its deploy hook checks the new one, puts it in place
+    and reloads HAProxy gracefully; HTTPS clients meanwhile see no failure, then the new certificate."""
+    before = harness.served_certificate()
+    renew = [
+        "env",
+        "REQUESTS_CA_BUNDLE=/etc/pebble-lab/cert.pem",
+        "certbot",
+        "renew",
+        "--force-renewal",
+        "--no-random-sleep-on-renew",
+        "--cert-name",
+        harness.fleet.ACME_NAME,
+    ]
+    with harness.FleetLoad(harness.fleet.LB_HTTPS_URL, clients=CLIENTS) as load:
+        renewed = harness.on("lb1", *renew)
+        time.sleep(3)  # connections accepted around the reload finish on the old workers
+    outcome = load.outcome
+    report.cases.append(
+        ("certificate renewal (HAProxy reload)", outcome.sent, outcome.failed, [], "", renewed.returncode == 0)
+    )
+    print(f"certificate renewal: {outcome.summary()}")
+    assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+    assert outcome.failed == 0, outcome.summary()
+    assert harness.served_certificate() != before

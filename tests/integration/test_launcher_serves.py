@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -216,3 +217,39 @@ def _outcome(sock: socket.socket, deadline: float) -> str:
 def _recv_by(sock: socket.socket, deadline: float) -> bytes:
     sock.settimeout(max(0.01, deadline - time.monotonic()))
     return sock.recv(4096)
+
+
+def _client_seen(url: str, headers: dict[str, str]) -> dict[str, str]:
+    """What the example app's /client says it believes of one request sent with HEADERS."""
+    request = urllib.request.Request(url + "client", headers=headers)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+FORGED = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+
+
+@pytest.mark.parametrize(
+    ("worker_class", "trusted", "seen"),
+    [
+        # The default trusts nobody, not even loopback (Gunicorn's own default would believe 127.0.0.1).
+        ("meinheld", None, {"remote_addr": "127.0.0.1", "scheme": "http"}),
+        ("sync", None, {"remote_addr": "127.0.0.1", "scheme": "http"}),
+        ("meinheld", "127.0.0.0/8", {"remote_addr": "203.0.113.9", "scheme": "https"}),
+        ("sync", "127.0.0.1", {"remote_addr": "203.0.113.9", "scheme": "https"}),
+        # A peer outside the trusted networks: nothing believed.
+        ("meinheld", "10.0.2.2", {"remote_addr": "127.0.0.1", "scheme": "http"}),
+    ],
+)
+def test_forwarding_headers_are_believed_only_from_forwarded_allow_ips(
+    launch, worker_class: str, trusted: str | None, seen: dict[str, str]
+) -> None:
+    env = {"APP_DIR": str(REPO / "example_app"), "WEB_CONCURRENCY": "1"}
+    if worker_class == "sync":
+        env["WORKER_CLASS"] = "sync"
+    if trusted:
+        env["FORWARDED_ALLOW_IPS"] = trusted
+    service = launch(env)
+    assert get(service.url, time.monotonic() + 60)[0] == 200
+    assert _client_seen(service.url, FORGED) == seen
+    assert _client_seen(service.url, {}) == {"remote_addr": "127.0.0.1", "scheme": "http"}

@@ -51,8 +51,12 @@ class Load:
         self._threads: list[threading.Thread] = []
         self._started = 0.0
 
+    def _connection(self) -> http.client.HTTPConnection:
+        """A new connection to the URL's host (a subclass may speak TLS)."""
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
     def _one(self) -> tuple[int | None, str]:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        connection = self._connection()
         try:
             connection.request("GET", self.path, headers={"Connection": "close"})
             response = connection.getresponse()

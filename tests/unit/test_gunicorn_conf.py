@@ -44,6 +44,7 @@ def test_defaults_match_the_image(conf: ModuleType) -> None:
         "accesslog": None,
         "errorlog": "-",
         "preload_app": False,
+        "forwarded_allow_ips": [],
         "control_socket": None,
         "worker_max_memory_mib": None,
         "warnings": [],
@@ -374,6 +375,17 @@ def test_bind_resolves_host_and_port_together(
         ("PRELOAD", "%i"),
         ("PRELOAD", "on; rm -rf /"),
         ("PRELOAD", "1" * 5000),
+        ("FORWARDED_ALLOW_IPS", "*"),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.1,*"),
+        ("FORWARDED_ALLOW_IPS", "\u0661\u0660.0.0.1"),  # Arabic-Indic digits: ipaddress would take them
+        ("FORWARDED_ALLOW_IPS", "10.0.0.0/33"),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.1,"),
+        ("FORWARDED_ALLOW_IPS", "lb.example.com"),
+        ("FORWARDED_ALLOW_IPS", "%i"),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.1; rm -rf /"),
+        ("FORWARDED_ALLOW_IPS", "fe80::1%eth0"),
+        ("FORWARDED_ALLOW_IPS", ",".join(["10.0.0.1"] * 65)),
+        ("FORWARDED_ALLOW_IPS", "1" * 5000),
     ],
 )
 def test_hostile_value_is_refused(conf: ModuleType, name: str, value: str) -> None:
@@ -410,3 +422,71 @@ def test_no_runtime_directory_no_marker(conf: ModuleType) -> None:
 def test_the_role_reads_the_marker_the_runtime_writes(conf: ModuleType) -> None:
     app_layout = load_module(REPO / "plugins" / "module_utils" / "app_layout.py")
     assert app_layout.PRELOADED_MARKER == conf.PRELOADED_MARKER
+
+
+@pytest.mark.parametrize(
+    ("value", "networks"),
+    [
+        ("", []),
+        ("10.0.2.2", ["10.0.2.2/32"]),
+        (" 10.0.0.0/8 , ::1 ", ["10.0.0.0/8", "::1/128"]),
+        ("192.168.1.7/24", ["192.168.1.0/24"]),  # the network the address is in, as Gunicorn reads a CIDR
+        ("127.0.0.1,127.0.0.1", ["127.0.0.1/32"]),
+    ],
+)
+def test_forwarded_allow_ips_names_the_trusted_networks(conf: ModuleType, value: str, networks: list[str]) -> None:
+    assert conf.resolve({"FORWARDED_ALLOW_IPS": value}, cores=1)["forwarded_allow_ips"] == networks
+
+
+def _seen(app_environ: dict[str, str], trusted: list[str], conf: ModuleType) -> tuple[str, str]:
+    """REMOTE_ADDR and wsgi.url_scheme as the wrapped app sees them for one request with APP_ENVIRON."""
+    seen = {}
+
+    def app(environ: dict[str, str], start_response: object) -> list[bytes]:
+        seen.update(environ)
+        return []
+
+    conf.trust_forwarded(app, trusted)({"wsgi.url_scheme": "http", **app_environ}, None)
+    return seen["REMOTE_ADDR"], seen["wsgi.url_scheme"]
+
+
+@pytest.mark.parametrize(
+    ("environ", "trusted", "seen"),
+    [
+        # From the balancer: the address it added (last) and its scheme.
+        (
+            {"REMOTE_ADDR": "10.0.2.2", "HTTP_X_FORWARDED_FOR": "203.0.113.9", "HTTP_X_FORWARDED_PROTO": "https"},
+            ["10.0.2.0/24"],
+            ("203.0.113.9", "https"),
+        ),
+        # A client's own X-Forwarded-For comes before the balancer's entry: never the one believed.
+        (
+            {"REMOTE_ADDR": "10.0.2.2", "HTTP_X_FORWARDED_FOR": "6.6.6.6, 203.0.113.9"},
+            ["10.0.2.2/32"],
+            ("203.0.113.9", "http"),
+        ),
+        # Straight from a client: nothing believed.
+        (
+            {"REMOTE_ADDR": "198.51.100.4", "HTTP_X_FORWARDED_FOR": "6.6.6.6", "HTTP_X_FORWARDED_PROTO": "https"},
+            ["10.0.2.2/32"],
+            ("198.51.100.4", "http"),
+        ),
+        # An IPv4 peer on a dual-stack socket, written IPv4-mapped.
+        (
+            {"REMOTE_ADDR": "::ffff:10.0.2.2", "HTTP_X_FORWARDED_FOR": "2001:db8::7"},
+            ["10.0.2.2/32"],
+            ("2001:db8::7", "http"),
+        ),
+        # What is not an address or a scheme changes nothing.
+        (
+            {"REMOTE_ADDR": "10.0.2.2", "HTTP_X_FORWARDED_FOR": "<script>", "HTTP_X_FORWARDED_PROTO": "gopher"},
+            ["10.0.2.2/32"],
+            ("10.0.2.2", "http"),
+        ),
+        ({"REMOTE_ADDR": "", "HTTP_X_FORWARDED_FOR": "6.6.6.6"}, ["10.0.2.2/32"], ("", "http")),
+    ],
+)
+def test_forwarded_headers_are_believed_from_trusted_peers_only(
+    conf: ModuleType, environ: dict[str, str], trusted: list[str], seen: tuple[str, str]
+) -> None:
+    assert _seen(environ, trusted, conf) == seen

@@ -24,6 +24,21 @@ def test_the_static_inventory_matches_the_lab_fleet() -> None:
     assert groups["lb"]["hosts"]["lb1"]["lab_url"] == fleet.LB_URL
 
 
+def test_the_web_hosts_believe_forwarding_headers_from_the_balancer_alone() -> None:
+    web = yaml.safe_load((REPO / "inventory" / "fleet-lab" / "group_vars" / "web.yml").read_text())
+    (balancer,) = [m for m in fleet.MEMBERS if m.group == "lb"]
+    assert [app["env"]["FORWARDED_ALLOW_IPS"] for app in web["app_list"]] == [balancer.address]
+
+
+def test_the_balancer_asks_the_lab_s_acme_server_for_the_name_the_tests_connect_to() -> None:
+    lb = yaml.safe_load((REPO / "inventory" / "fleet-lab" / "group_vars" / "lb.yml").read_text())
+    assert lb["balancer_acme_domains"] == [fleet.ACME_NAME]
+    assert f"https://{fleet.ACME_NAME}:{fleet.LB_HTTPS_PORT}/" == fleet.LB_HTTPS_URL
+    (balancer,) = [m for m in fleet.MEMBERS if m.group == "lb"]
+    assert balancer.https_port == fleet.LB_HTTPS_PORT
+    assert {m.https_port for m in fleet.MEMBERS if m.group == "web"} == {0}
+
+
 def test_every_fleet_address_is_inside_the_guarded_range() -> None:
     assert all(m.address.startswith(fleet.SUBNET + ".") for m in fleet.MEMBERS)
     assert fleet.GUARD.startswith(fleet.SUBNET.rsplit(".", 1)[0])

@@ -9,6 +9,7 @@ names the variable and the value and exits 2 (SystemExit, which Gunicorn does no
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import ipaddress
 import json
@@ -50,6 +51,10 @@ DEFAULTS: dict[str, str] = {
     # The app is imported once per worker, as the image does: its import-time side effects (connections, threads,
     # random state) happen in each worker. PRELOAD=on imports it once in the master and shares it (see preload_app).
     "PRELOAD": "off",
+    # The peers whose X-Forwarded-For and X-Forwarded-Proto are believed (the balancer's addresses or networks, comma
+    # separated): their requests get the client address and scheme the balancer saw. Empty: nobody, every request is
+    # its own peer's (Gunicorn's own default trusts 127.0.0.1, which on a host with a local proxy is anyone).
+    "FORWARDED_ALLOW_IPS": "",
 }
 
 # Written by a master that preloaded the app into its runtime directory ($RUNTIME_DIRECTORY, which systemd empties at
@@ -80,6 +85,9 @@ MAX_MEMORY_MIB = 1048576
 MAX_REQUEST_TIMEOUT = 120
 # The unit's LimitNOFILE is 65536: a worker's connections plus its listening socket, log files and pipes fit under it.
 MAX_WORKER_CONNECTIONS = 60000
+# More trusted networks than any balancer setup needs: a bound on what each request is compared with.
+MAX_TRUSTED_NETWORKS = 64
+FORWARDED_SCHEMES = ("http", "https")
 
 # ASCII only: int() and float() also take other scripts' digits and underscores ("٨٠", "8_0").
 _UINT_RE = re.compile(r"[0-9]+")
@@ -156,6 +164,28 @@ def _host(name: str, raw: str) -> str:
     if bare == raw and _HOSTNAME_RE.fullmatch(raw):
         return raw
     raise ConfigError(name, raw, "an IP address or a host name")
+
+
+def _networks(env: Mapping[str, str], name: str) -> list[str]:
+    """A comma-separated list of IP addresses or networks (CIDR), ASCII only, at most MAX_TRUSTED_NETWORKS; "" none.
+
+    "*" (Gunicorn's "trust everyone") is refused: a server on the internet that believes every peer's
+    X-Forwarded-For lets any client choose the address the app logs and rate-limits.
+    """
+    raw = env_value(env, name) or DEFAULTS[name]
+    expected = f"IP addresses or networks (10.0.0.0/8), comma separated, at most {MAX_TRUSTED_NETWORKS}; not *"
+    items = [item.strip() for item in raw.split(",")]
+    if not raw.isascii() or len(items) > MAX_TRUSTED_NETWORKS:
+        raise ConfigError(name, raw, expected)
+    networks = []
+    for item in items:
+        if not re.fullmatch(r"[0-9A-Fa-f.:]+(/[0-9]{1,3})?", item):
+            raise ConfigError(name, raw, expected)
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(name, raw, expected) from None
+    return list(dict.fromkeys(networks))
 
 
 def _address(host: str, port: int) -> str:
@@ -318,6 +348,7 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
     body_timeout = checked(lambda: _whole(env, "BODY_TIMEOUT", 1, MAX_REQUEST_TIMEOUT))
     worker_connections = checked(lambda: _whole(env, "WORKER_CONNECTIONS", 1, MAX_WORKER_CONNECTIONS))
     preload = checked(lambda: _switch(env, "PRELOAD"))
+    trusted = checked(lambda: _networks(env, "FORWARDED_ALLOW_IPS") if env_value(env, "FORWARDED_ALLOW_IPS") else [])
     if errors:
         raise ConfigErrors(errors)
     if web_concurrency is not None:
@@ -352,6 +383,7 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
         "control_socket": _control_socket(env),
         "worker_max_memory_mib": max_memory or None,
         "preload_app": preload,
+        "forwarded_allow_ips": trusted,
         "warnings": warnings,
     }
 
@@ -408,6 +440,9 @@ if __name__ == "__config__":
         # No collection while the master imports the app: a collection then frees objects among the live ones, and
         # the holes it leaves get filled in each worker, copying those pages. pre_fork freezes what the import made.
         gc.disable()
+    # Gunicorn's own reading of X-Forwarded-Proto (its workers other than Meinheld's) trusts the same peers as
+    # trust_forwarded below, and nobody when FORWARDED_ALLOW_IPS is empty (its default would be 127.0.0.1).
+    forwarded_allow_ips = ",".join(settings["forwarded_allow_ips"])
     accesslog = settings["accesslog"]
     errorlog = settings["errorlog"]
     if settings["control_socket"] is None:
@@ -500,8 +535,47 @@ def set_request_timeouts(worker: Any, header: int, body: int) -> None:
         worker.log.warning("this Meinheld build has no request timeouts: HEADER_TIMEOUT and BODY_TIMEOUT are ignored")
 
 
+def trust_forwarded(app: Callable[..., Any], trusted: list[str]) -> Callable[..., Any]:
+    """Wrap APP so a request from a TRUSTED peer carries the client address and scheme its proxy saw.
+
+    From such a peer, REMOTE_ADDR becomes the last address of X-Forwarded-For (the one the proxy itself added:
+    whatever a client sent comes before it) and wsgi.url_scheme becomes X-Forwarded-Proto when that is http or https.
+    From any other peer both headers are left for the app to see and nothing is believed. A value that is not an IP
+    address changes nothing. Gunicorn's own forwarded_allow_ips sets the scheme for its workers only, and never
+    REMOTE_ADDR; this one rule serves every worker class.
+    """
+    networks = [ipaddress.ip_network(network) for network in trusted]
+
+    def is_trusted(peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False  # a UNIX socket's peer has no address
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in network for network in networks)
+
+    def forwarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if is_trusted(environ.get("REMOTE_ADDR", "")):
+            client = environ.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip()
+            with contextlib.suppress(ValueError):
+                environ["REMOTE_ADDR"] = str(ipaddress.ip_address(client if client.isascii() else ""))
+            scheme = environ.get("HTTP_X_FORWARDED_PROTO", "").strip().lower()
+            if scheme in FORWARDED_SCHEMES:
+                environ["wsgi.url_scheme"] = scheme
+        return app(environ, start_response)
+
+    return forwarded
+
+
 def post_worker_init(worker: Any) -> None:
-    """Arm the request timeouts and the memory limit; Meinheld's loop looks up worker.watchdog after this returns."""
+    """Arm the request timeouts and the memory limit; Meinheld's loop looks up worker.watchdog after this returns.
+
+    With FORWARDED_ALLOW_IPS, the worker's app is wrapped to believe those peers' forwarding headers (the worker calls
+    worker.wsgi per request, the wrapper is looked up once).
+    """
+    if settings["forwarded_allow_ips"]:
+        worker.wsgi = trust_forwarded(worker.wsgi, settings["forwarded_allow_ips"])
     set_request_timeouts(worker, settings["header_timeout"], settings["body_timeout"])
     limit = settings["worker_max_memory_mib"]
     if limit is None:
