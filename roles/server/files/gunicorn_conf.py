@@ -173,6 +173,8 @@ def _networks(env: Mapping[str, str], name: str) -> list[str]:
     X-Forwarded-For lets any client choose the address the app logs and rate-limits.
     """
     raw = env_value(env, name) or DEFAULTS[name]
+    if not raw:
+        return []
     expected = f"IP addresses or networks (10.0.0.0/8), comma separated, at most {MAX_TRUSTED_NETWORKS}; not *"
     items = [item.strip() for item in raw.split(",")]
     if not raw.isascii() or len(items) > MAX_TRUSTED_NETWORKS:
@@ -348,7 +350,7 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
     body_timeout = checked(lambda: _whole(env, "BODY_TIMEOUT", 1, MAX_REQUEST_TIMEOUT))
     worker_connections = checked(lambda: _whole(env, "WORKER_CONNECTIONS", 1, MAX_WORKER_CONNECTIONS))
     preload = checked(lambda: _switch(env, "PRELOAD"))
-    trusted = checked(lambda: _networks(env, "FORWARDED_ALLOW_IPS") if env_value(env, "FORWARDED_ALLOW_IPS") else [])
+    trusted = checked(lambda: _networks(env, "FORWARDED_ALLOW_IPS"))
     if errors:
         raise ConfigErrors(errors)
     if web_concurrency is not None:
