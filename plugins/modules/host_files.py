@@ -9,11 +9,14 @@ A record file can be written before the change that needs it (the restart or rel
 
 from __future__ import annotations
 
+import base64
+import binascii
 import grp
 import hashlib
 import os
 import pwd
 import shlex
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -33,15 +36,21 @@ description:
   - In check mode it reports what it would change and writes nothing.
 options:
   dirs:
-    description: Directories to create (not their parents), each C(path), C(owner), C(group), C(mode).
+    description:
+      - Directories to create (not their parents), each C(path), C(owner), C(group), C(mode), and optionally
+        C(empty) (true - whatever is there is removed first, content and all, such as what a stopped build left) and
+        C(recurse) (true - everything under it gets the owner and group too, directories the mode, files the mode
+        with its execute bits kept only where the file had one, as chmod's C(X) does; links are not followed).
     type: list
     elements: dict
     default: []
   files:
     description:
-      - Files to write, each C(dest), C(content) (text) or C(src) (a file on the host to copy), C(owner), C(group),
-        C(mode), and optionally C(validate) (a command with C(%s) for the candidate file), C(diff) (false keeps the
-        content out of C(--diff) output) and C(tag) (a name reported in C(changed_tags) when the file changes).
+      - Files to write, each C(dest), C(content) (text), C(content_base64) (bytes, such as a wheel, which the
+        C(wsgiops.meinheld_gunicorn.file_base64) lookup reads on the controller) or C(src) (a file on the host to
+        copy), C(owner), C(group), C(mode), and optionally C(validate) (a command with C(%s) for the candidate
+        file), C(diff) (false keeps the content out of C(--diff) output; bytes never show) and C(tag) (a name
+        reported in C(changed_tags) when the file changes).
     type: list
     elements: dict
     default: []
@@ -222,11 +231,50 @@ def _remove(module: AnsibleModule, path: str) -> bool:
     return True
 
 
+def file_mode(found: int, mode: int) -> int:
+    """The mode a file under a recursed directory gets: MODE, with execute bits only if the file had any (chmod X)."""
+    return mode if found & 0o111 else mode & ~0o111
+
+
+def _recurse(module: AnsibleModule, spec: Mapping[str, Any]) -> bool:
+    """Give everything under SPEC's directory its owner, group and mode (files: file_mode); whether any changed."""
+    uid, gid, mode = _uid(spec["owner"]), _gid(spec["group"]), int(spec["mode"], 8)
+    changed = False
+    for top, dirs, files in os.walk(spec["path"]):
+        for name in dirs + files:
+            path = os.path.join(top, name)
+            found = os.lstat(path)
+            if stat.S_ISLNK(found.st_mode):
+                wanted = None
+            elif stat.S_ISDIR(found.st_mode):
+                wanted = mode
+            else:
+                wanted = file_mode(stat.S_IMODE(found.st_mode), mode)
+            if (found.st_uid, found.st_gid) != (uid, gid):
+                changed = True
+                if not module.check_mode:
+                    os.lchown(path, uid, gid)
+            if wanted is not None and stat.S_IMODE(found.st_mode) != wanted:
+                changed = True
+                if not module.check_mode:
+                    os.chmod(path, wanted)
+    return changed
+
+
 def _ensure_dir(module: AnsibleModule, spec: Mapping[str, Any]) -> bool:
-    """Create SPEC's directory or fix its owner, group and mode; whether anything was (or would be) changed."""
+    """Create SPEC's directory (emptied first with C(empty)) or fix its attributes; whether anything changed."""
     path = spec["path"]
+    if spec.get("empty") and os.path.lexists(path):
+        if os.path.islink(path) or not os.path.isdir(path):
+            module.fail_json(msg=f"{path}: exists and is not a directory, refusing to empty it")
+        if module.check_mode:
+            return True
+        shutil.rmtree(path)
     if os.path.isdir(path) and not os.path.islink(path):
-        if not attributes_differ(path, spec["owner"], spec["group"], spec["mode"]):
+        changed = attributes_differ(path, spec["owner"], spec["group"], spec["mode"])
+        if spec.get("recurse"):
+            changed = _recurse(module, spec) or changed
+        if not changed:
             return False
     elif os.path.lexists(path):
         module.fail_json(msg=f"{path}: exists and is not a directory")
@@ -288,7 +336,9 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    dirs, files, records = module.params["dirs"], module.params["files"], module.params["records"]
+    dirs, records = module.params["dirs"], module.params["records"]
+    # Copies: the contents filled in below (a host file's, decoded bytes) must not echo back in the invocation.
+    files = [dict(f) for f in module.params["files"]]
     if module.params["tree"]:
         tree = module.params["tree"]
         _check_spec(module, "tree", [tree], ("dest", "owner", "group", "mode", "dir_mode"))
@@ -302,6 +352,12 @@ def main() -> None:
     _check_spec(module, "records", records, ("path",))
     _check_spec(module, "links", module.params["links"], ("dest", "src", "owner", "group"))
     for f in files:
+        if f.get("content_base64"):
+            try:
+                f["content"] = base64.b64decode(f["content_base64"], validate=True).decode("utf-8", "surrogateescape")
+            except (binascii.Error, ValueError) as error:
+                module.fail_json(msg=f"{f['dest']}: content_base64 is not base64: {error}")
+            f["diff"] = False  # bytes: no text diff to show
         if f.get("src"):
             f["content"] = read_text(f["src"])
             if f["content"] is None:

@@ -7,6 +7,7 @@ The tests run in order and leave the host serving the example app as site.yml's 
 
 from __future__ import annotations
 
+import shlex
 import tarfile
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ ROLLBACK = "playbooks/rollback.yml"
 HOME = f"/srv/{APP}"
 # A requirement the reliability app does not need: its presence tells which venv serves.
 EXTRA_REQUIREMENT = "idna==3.10"
+# What `pip freeze` lists, without a pip in the venv: every distribution and its version, sorted.
+FREEZE = "import importlib.metadata as m; print(sorted(f'{d.name}=={d.version}' for d in m.distributions()))"
 
 
 def with_requirement(path: Path, line: str) -> Path:
@@ -38,7 +41,8 @@ def serving_state(host: Any) -> dict[str, str]:
     return {
         "app": host.check_output(f"readlink {HOME}/app"),
         "venv": host.check_output(f"readlink {HOME}/venv"),
-        "freeze": host.check_output(f"{HOME}/venv/bin/python -m pip freeze --all"),
+        # The venv holds no pip (it is filled by the distribution's pip wheel): its packages, as pip freeze lists them.
+        "freeze": host.check_output(f"{HOME}/venv/bin/python -c {shlex.quote(FREEZE)}"),
         "venv files": host.check_output(f"cd -P {HOME}/venv && {digest}"),
         "release files": host.check_output(f"cd -P {HOME}/app && {digest}"),
     }

@@ -233,3 +233,70 @@ def test_absent_refuses_a_directory(tmp_path: Path) -> None:
     result = run(tmp_path, absent=[str(tmp_path / "releases")])
     assert result.get("failed") is True and "is a directory, refusing" in result["msg"]
     assert (tmp_path / "releases").is_dir()
+
+
+def test_bytes_travel_as_base64_and_compare_as_bytes(tmp_path: Path) -> None:
+    """A wheel is not text: it is written byte for byte, an unchanged one is no change, and no diff shows it."""
+    import base64
+
+    data = bytes(range(256)) * 3  # every byte value, invalid UTF-8 included
+    wheel = tmp_path / "meinheld.whl"
+    entry = {
+        "dest": str(wheel),
+        "content_base64": base64.b64encode(data).decode(),
+        "owner": "root",
+        "group": "root",
+        "mode": "0644",
+    }
+    result = run(tmp_path, diff=True, files=[entry])
+    assert result["changed"] is True and wheel.read_bytes() == data
+    assert result["diff"] == [] and "\\udc" not in json.dumps(result)
+    assert result["checksums"][str(wheel)] == hashlib.sha1(data).hexdigest()
+    assert run(tmp_path, files=[entry])["changed"] is False
+    broken = run(tmp_path, files=[{**entry, "content_base64": "not base64!"}])
+    assert broken.get("failed") is True and "content_base64 is not base64" in broken["msg"]
+
+
+def test_an_empty_dir_loses_what_a_stopped_build_left(tmp_path: Path) -> None:
+    venv = tmp_path / "venvs" / "key"
+    (venv / "lib").mkdir(parents=True)
+    (venv / "lib" / "half-written.py").write_text("x")
+    entry = {"path": str(venv), "owner": "root", "group": "root", "mode": "0750", "empty": True}
+    preview = run(tmp_path, check=True, dirs=[entry])
+    assert preview["changed"] is True and (venv / "lib" / "half-written.py").exists()
+    result = run(tmp_path, dirs=[entry])
+    assert result["changed_dirs"] == [str(venv)] and list(venv.iterdir()) == []
+    assert stat.S_IMODE(venv.stat().st_mode) == 0o750
+    (tmp_path / "file").write_text("")
+    refused = run(tmp_path, dirs=[{**entry, "path": str(tmp_path / "file")}])
+    assert refused.get("failed") is True and "refusing to empty it" in refused["msg"]
+
+
+@pytest.mark.parametrize(
+    ("found", "wanted"),
+    [(0o600, 0o640), (0o644, 0o640), (0o666, 0o640), (0o700, 0o750), (0o755, 0o750), (0o711, 0o750), (0o001, 0o750)],
+)
+def test_a_recursed_file_keeps_execute_only_where_it_had_one(host_files: ModuleType, found: int, wanted: int) -> None:
+    """u=rwX,g=rX,o=, as chmod applies it to a built venv's files (0750 is the directories' mode)."""
+    assert host_files.file_mode(found, 0o750) == wanted
+
+
+def test_recurse_hands_the_whole_tree_over_and_then_is_no_change(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("")
+    (venv / "bin" / "python").chmod(0o755)
+    (venv / "lib.py").write_text("")
+    (venv / "lib.py").chmod(0o666)
+    (venv / "bin" / "python3").symlink_to("python")
+    (venv / "bin").chmod(0o777)
+    entry = {"path": str(venv), "owner": "root", "group": "root", "mode": "0750", "recurse": True}
+    preview = run(tmp_path, check=True, dirs=[entry])
+    assert preview["changed"] is True and stat.S_IMODE((venv / "lib.py").stat().st_mode) == 0o666
+    assert run(tmp_path, dirs=[entry])["changed"] is True
+    modes = {
+        p.name: stat.S_IMODE(p.lstat().st_mode) for p in [venv, venv / "bin", venv / "bin" / "python", venv / "lib.py"]
+    }
+    assert modes == {"venv": 0o750, "bin": 0o750, "python": 0o750, "lib.py": 0o640}
+    assert (venv / "bin" / "python3").is_symlink()
+    assert run(tmp_path, dirs=[entry])["changed"] is False
