@@ -34,7 +34,14 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     """moto's server on a free loopback port, recording every request to a file (one server per test module)."""
     recording = tmp_path_factory.mktemp("moto") / "recording.jsonl"
     port = _free_port()
-    env = {**os.environ, "MOTO_ENABLE_RECORDING": "1", "MOTO_RECORDER_FILEPATH": str(recording)}
+    # A certificate requested from moto's ACM stays PENDING_VALIDATION for MOTO_ACM_VALIDATION_WAIT seconds (60 by
+    # default), then is ISSUED: an hour keeps a pending one pending for a whole run.
+    env = {
+        **os.environ,
+        "MOTO_ENABLE_RECORDING": "1",
+        "MOTO_RECORDER_FILEPATH": str(recording),
+        "MOTO_ACM_VALIDATION_WAIT": "3600",
+    }
     log = (recording.parent / "moto.log").open("w")
     server = subprocess.Popen(
         [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
