@@ -112,6 +112,11 @@ def _run(alb: dict[str, object], tmp_path: Path, *args: str, **extra: object) ->
     return run.stdout + run.stderr, run.returncode, dict(calls(alb["recording"]))
 
 
+def _writes(made: dict[str, int]) -> list[str]:
+    """The calls among MADE that change something at AWS."""
+    return [call for call in made if call.startswith(WRITES)]
+
+
 def _said(output: str, text: str) -> bool:
     """Whether OUTPUT says TEXT, across the line folds of Ansible's YAML output."""
     return text in " ".join(output.split())
@@ -153,7 +158,7 @@ def test_a_second_run_changes_nothing(alb: dict[str, object], tmp_path: Path) ->
     print(f"alb_https, second run: AWS calls {made}")
     assert rc == 0, output[-4000:]
     assert _changed(output) == 0, output[-2000:]
-    assert not [call for call in made if call.startswith(WRITES)], made
+    assert not _writes(made), made
 
 
 ARN = "arn:aws:acm:us-east-1:123456789012:certificate/{id}"
@@ -226,7 +231,7 @@ def test_what_aws_or_the_apps_would_not_take_is_refused_before_any_change(
         output, rc, made = _run(alb, tmp_path, **extra)
         print(f"alb_https refused ({refused}): AWS calls {made}")
         assert rc != 0 and _said(output, refused), output[-3000:]
-        assert not [call for call in made if call.startswith(WRITES)], made
+        assert not _writes(made), made
     elbv2.delete_rule(RuleArn=rule)
     elbv2.modify_load_balancer_attributes(
         LoadBalancerArn=alb["balancers"]["shop-b"],
@@ -235,7 +240,7 @@ def test_what_aws_or_the_apps_would_not_take_is_refused_before_any_change(
     output, rc, made = _run(alb, tmp_path, balancer_alb_name="shop-b")
     print(f"alb_https refused (xff_header_processing.mode=preserve): AWS calls {made}")
     assert rc != 0 and _said(output, "routing.http.xff_header_processing.mode=preserve and"), output[-3000:]
-    assert not [call for call in made if call.startswith(WRITES)], made
+    assert not _writes(made), made
     elbv2.modify_load_balancer_attributes(
         LoadBalancerArn=alb["balancers"]["shop-b"],
         Attributes=[{"Key": "routing.http.xff_header_processing.mode", "Value": "append"}],
@@ -249,7 +254,7 @@ def test_check_mode_reports_the_change_and_makes_none(alb: dict[str, object], tm
     assert rc == 0, output[-4000:]
     assert _changed(output) == 1, output[-2000:]
     assert _listeners(alb, "shop-b") == before
-    assert not [call for call in made if call.startswith(WRITES)], made
+    assert not _writes(made), made
 
 
 def test_without_the_redirect_port_80_is_left_as_it_was(alb: dict[str, object], tmp_path: Path) -> None:
