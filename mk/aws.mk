@@ -1,7 +1,8 @@
 # The AWS flow (roles/balancer's ALB entry points, playbooks/aws_image_rollout.yml) against moto's server on loopback:
 # target group deregister/register with the deregistration delay, a launch template version with a new AMI, the group
-# pointed at it, and the instance refresh call. The collections amazon.aws and community.aws come from PyPI's
-# `ansible` package (requirements/aws_collections.py, cached in .cache/aws); lint needs them to resolve the modules.
+# pointed at it, and the instance refresh call; the ALB's HTTPS listener with a certificate imported into moto's ACM
+# (roles/balancer's alb_https). The collections amazon.aws and community.aws come from PyPI's `ansible` package
+# (requirements/aws_collections.py, cached in .cache/aws); lint needs them to resolve the modules.
 
 AWS_COLLECTIONS_STAMP := $(CACHE)/aws/collections/.ansible-12.3.0
 
@@ -16,6 +17,6 @@ lint: aws-collections
 
 TEST_VM_TIERS += test-aws
 
-test-aws: venv aws-collections ## the ALB drain/ready and AMI rollout playbooks against moto's server on loopback
+test-aws: venv aws-collections ## the ALB drain/ready, HTTPS listener and AMI rollout flows against moto on loopback
 	$(BIN)/pip install -q -r requirements/aws.txt
 	$(BIN)/pytest tests/aws -p no:cacheprovider -s

@@ -9,15 +9,7 @@ also ignores CreateLaunchTemplateVersion's SourceVersion (AWS copies the other s
 
 from __future__ import annotations
 
-import base64
-import collections
 import json
-import os
-import socket
-import subprocess
-import time
-import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -26,80 +18,18 @@ import botocore.exceptions
 import botocore.parsers
 import pytest
 
+from tests.aws.conftest import BIN, KEYS, REGION, calls, client, playbook
 from tests.conftest import REPO
 
-BIN = REPO / ".venv" / "bin"
-REGION = "us-east-1"
 GROUP = "shop"
 DELAY = 5
-KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """moto's server on a free loopback port, recording every request to a file."""
-    recording = tmp_path_factory.mktemp("moto") / "recording.jsonl"
-    port = _free_port()
-    env = {**os.environ, "MOTO_ENABLE_RECORDING": "1", "MOTO_RECORDER_FILEPATH": str(recording)}
-    log = (recording.parent / "moto.log").open("w")
-    server = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield url, recording
-    finally:
-        server.terminate()
-        server.wait(10)
-        log.close()
-
-
-def _aws_env(url: str) -> dict[str, str]:
-    return {
-        "AWS_ENDPOINT_URL": url,
-        "AWS_URL": url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }
-
-
-def _client(url: str, service: str) -> object:
-    return boto3.client(service, endpoint_url=url, region_name=REGION, **KEYS)
-
-
-def calls(recording: Path) -> collections.Counter[str]:
-    """The AWS API calls moto received, by action name (query protocol's Action=, or the JSON protocols' target)."""
-    seen: collections.Counter[str] = collections.Counter()
-    for line in recording.read_text().splitlines():
-        entry = json.loads(line)
-        body = entry.get("body") or ""
-        if entry.get("body_encoded"):
-            body = base64.b64decode(body).decode(errors="replace")
-        action = urllib.parse.parse_qs(body).get("Action", [""])[0]
-        target = {k.lower(): v for k, v in entry.get("headers", {}).items()}.get("x-amz-target", "")
-        seen[action or target.rsplit(".", 1)[-1] or entry.get("method", "?")] += 1
-    return seen
 
 
 @pytest.fixture(scope="module")
 def world(moto: tuple[str, Path]) -> dict[str, object]:
     """An ASG of two instances from a launch template, registered in an ALB target group with a 5 s delay."""
     url, recording = moto
-    ec2, elbv2, autoscaling = (_client(url, s) for s in ("ec2", "elbv2", "autoscaling"))
+    ec2, elbv2, autoscaling = (client(url, s) for s in ("ec2", "elbv2", "autoscaling"))
     subnet = ec2.describe_subnets()["Subnets"][0]
     base_ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     template = {"ImageId": base_ami, "InstanceType": "t3.micro"}
@@ -128,20 +58,8 @@ def world(moto: tuple[str, Path]) -> dict[str, object]:
     return {"url": url, "recording": recording, "target_group": target_group, "instances": instances, "ami": new_ami}
 
 
-def _playbook(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **_aws_env(url), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    return subprocess.run(
-        [str(BIN / "ansible-playbook"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def _health(url: str, target_group: str) -> dict[str, str]:
-    answer = _client(url, "elbv2").describe_target_health(TargetGroupArn=target_group)
+    answer = client(url, "elbv2").describe_target_health(TargetGroupArn=target_group)
     return {t["Target"]["Id"]: t["TargetHealth"]["State"] for t in answer["TargetHealthDescriptions"]}
 
 
@@ -162,7 +80,7 @@ def test_alb_drain_and_ready_roll_instance_by_instance(world: dict[str, object],
     }
     (tmp_path / "hosts.json").write_text(json.dumps(inventory))
     recording.write_text("")
-    run = _playbook(url, "-i", str(tmp_path / "hosts.json"), str(Path(__file__).with_name("alb_rolling.yml")))
+    run = playbook(url, "-i", str(tmp_path / "hosts.json"), str(Path(__file__).with_name("alb_rolling.yml")))
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert _health(url, world["target_group"]) == dict.fromkeys(instances, "healthy")
     made = calls(recording)
@@ -183,9 +101,9 @@ def test_an_ami_rollout_makes_a_template_version_with_the_ami_the_groups_default
     url, recording = world["url"], world["recording"]
     recording.write_text("")
     args = _rollout_args(world)
-    run = _playbook(url, str(REPO / "playbooks" / "aws_image_rollout.yml"), *args, "-e", "aws_instance_refresh=false")
+    run = playbook(url, str(REPO / "playbooks" / "aws_image_rollout.yml"), *args, "-e", "aws_instance_refresh=false")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    ec2, autoscaling = _client(url, "ec2"), _client(url, "autoscaling")
+    ec2, autoscaling = client(url, "ec2"), client(url, "autoscaling")
     default = ec2.describe_launch_template_versions(LaunchTemplateName=GROUP, Versions=["$Default"])
     version = default["LaunchTemplateVersions"][0]
     assert version["VersionNumber"] == 2
@@ -203,7 +121,7 @@ def test_the_instance_refresh_task_is_reached_and_moto_does_not_implement_it(wor
     url, recording = world["url"], world["recording"]
     recording.write_text("")
     args = _rollout_args(world)
-    run = _playbook(url, str(REPO / "playbooks" / "aws_image_rollout.yml"), *args)
+    run = playbook(url, str(REPO / "playbooks" / "aws_image_rollout.yml"), *args)
     made = calls(recording)
     print(f"AMI rollout (refresh on): rc {run.returncode}, AWS calls {dict(made)}")
     assert "Start an instance refresh" in run.stdout, run.stdout[-3000:]

@@ -22,6 +22,9 @@ from tests.conftest import load_app_filters, load_module
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES = ("interpreter", "server", "app")
+# Roles whose argument specs and READMEs are checked against their defaults. The balancer's defaults share one comment
+# per group of related variables (listen address and port, the check rhythm, ...), so the comment check skips it.
+SPEC_ROLES = (*ROLES, "balancer")
 EXAMPLE = str(REPO / "example_app")
 
 
@@ -417,7 +420,7 @@ def _spec(role: str) -> dict[str, dict[str, object]]:
     return yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", SPEC_ROLES)
 def test_every_default_is_in_the_argument_spec_with_the_same_default(role: str) -> None:
     options = _spec(role)["main"]["options"]
     for name, value in _defaults(role).items():
@@ -433,7 +436,7 @@ def test_every_default_has_a_comment(role: str) -> None:
             assert lines[index - 1].startswith("#"), f"{role}: {line.split(':')[0]} has no comment above it"
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", SPEC_ROLES)
 def test_every_entry_point_has_an_argument_spec(role: str) -> None:
     tasks = {p.stem for p in (REPO / "roles" / role / "tasks").glob("*.yml")}
     entry_points = set(_spec(role))
@@ -442,7 +445,7 @@ def test_every_entry_point_has_an_argument_spec(role: str) -> None:
     assert entry_points <= tasks
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", SPEC_ROLES)
 def test_every_variable_is_in_the_readme(role: str) -> None:
     readme = (REPO / "roles" / role / "README.md").read_text()
     for name in _spec(role)["main"]["options"]:
