@@ -500,5 +500,4 @@ class FilterModule:
         return {
             "app_normalize": app_normalize,
             "app_input_errors": app_input_errors,
-            "app_front": app_front,
         }

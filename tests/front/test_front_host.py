@@ -136,3 +136,11 @@ def test_the_front_refuses_ambiguous_framing(fronted: dict[str, Any], pki: dict[
         tls.sendall(request.encode())
         answer = tls.recv(4096).decode("latin-1")
     assert answer.startswith("HTTP/1.1 400"), answer[:200]
+
+
+def test_the_front_refuses_headers_beyond_its_buffer(fronted: dict[str, Any]) -> None:
+    """A 20 KiB header block over plain HTTP: HAProxy's error, not Meinheld's (its buffer is 16 KiB)."""
+    with socket.create_connection(("127.0.0.1", fronted["http"]), timeout=20) as conn:
+        conn.sendall(f"GET / HTTP/1.1\r\nHost: {NAME}\r\nX-Big: {'a' * 20480}\r\n\r\n".encode())
+        answer = conn.recv(4096).decode("latin-1")
+    assert answer.split(" ", 2)[1] in ("400", "431"), answer[:300]
