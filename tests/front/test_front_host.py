@@ -63,15 +63,21 @@ def fronted(site: Site, pki: dict[str, Any]) -> dict[str, Any]:
     again = site.converge(_variables(pki))
     assert again.rc == 0 and again.changed == 0, again.output[-6000:]
     assert pki["key"].splitlines()[1] not in first.output + again.output  # the private key is never printed
-    hostvars = site.hostvars()
-    api = container.run_dir(Layout.default(), site.host_name) / "slirp.sock"
-    forwards = {}
-    for guest in (443, BACKEND_PORT):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            forwards[guest] = probe.getsockname()[1]
-        container._forward(api, forwards[guest], guest)
-    return {"http": int(str(hostvars["lab_url"]).rsplit(":", 1)[1].split("/")[0]), **forwards}
+    return {"http": http_port(site), **{guest: forward(site, guest) for guest in (443, BACKEND_PORT)}}
+
+
+def http_port(site: Site) -> int:
+    """The controller's port the lab forwards to the host's port 80 (the inventory's lab_url)."""
+    return int(str(site.hostvars()["lab_url"]).rsplit(":", 1)[1].split("/")[0])
+
+
+def forward(site: Site, guest: int) -> int:
+    """A new forward from a free port of the controller's loopback to the container's GUEST port; returns the port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    container._forward(container.run_dir(Layout.default(), site.host_name) / "slirp.sock", port, guest)
+    return port
 
 
 def _curl(*args: str) -> subprocess.CompletedProcess[str]:
