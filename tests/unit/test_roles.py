@@ -474,7 +474,8 @@ def test_site_checks_every_role_before_the_first_change() -> None:
     ]
     assert post == [("balancer", "front"), ("balancer", "ready"), ("server", "unlock")]
     front_check, front = play["pre_tasks"][5], play["post_tasks"][0]
-    assert front_check["vars"] == front["vars"] and front_check["when"] == front["when"]  # the same front, checked first
+    # The same front, checked before the first change.
+    assert front_check["vars"] == front["vars"] and front_check["when"] == front["when"]
 
 
 def test_socket_units_name_the_owner_of_a_socket_systemd_holds(listeners_module: ModuleType) -> None:
