@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO
 from tests.unit.test_front import FRONT, render_by_ansible
+from tests.unit.test_server_assert import run_play
 
 FILES = REPO / "roles" / "balancer" / "files"
 HAPROXY = shutil.which("haproxy")
@@ -171,3 +173,20 @@ def test_the_image_front_without_a_boot_certificate_serves_plain_http(
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", int(image_front["https"]))) != 0  # no HTTPS listener
     assert _http_status(int(image_front["http"])).startswith("HTTP/1.1 503")  # no redirect; the app is not up here
+
+
+@pytest.mark.parametrize(
+    ("extra", "refused"),
+    [
+        ({"balancer_boot_certificates": True}, False),
+        ({"balancer_tls_certificates": [{"name": NAME, "pem": "KEY-IN-THE-IMAGE"}]}, True),
+        ({"balancer_acme_domains": ["shop.example.com"]}, True),
+    ],
+)
+def test_the_image_build_refuses_a_baked_certificate(tmp_path: Path, extra: dict[str, object], refused: bool) -> None:
+    """image.yml's first play: a certificate (or an ACME account) would be in every copy; boot certificates are not."""
+    first_play = yaml.safe_load((REPO / "playbooks" / "image.yml").read_text())[0]
+    result = run_play(tmp_path, yaml.safe_dump([{**first_play, "hosts": "localhost"}]), extra)
+    assert (result.returncode != 0) is refused, result.stdout[-2000:]
+    if refused:
+        assert "Set balancer_boot_certificates=true instead" in " ".join(result.stdout.split())
