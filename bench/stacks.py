@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench import paths
@@ -23,6 +23,7 @@ BASELINE = "uwsgi-nginx"
 SUITE = "suite"
 SUITE_DEFAULTS = "suite-defaults"
 SUITE_BASELINE = "suite-baseline"  # `run --baseline PATCH`: the suite with Meinheld built from an earlier series
+SUITE_FRONT = "suite-front"  # the suite behind the roles' front (HAProxy on the same host), beside the suite direct
 STOCK = "stock-meinheld"
 # Threads per gthread worker: Gunicorn's docs suggest 2-4 per core; one worker on one core gets 4.
 GTHREAD_THREADS = 4
@@ -112,6 +113,29 @@ def _launcher(venv: str, app_dir: Path, **extra: str) -> Callable[[Context], Lau
         env = {name: value for name, value in env.items() if value != ""}  # ctx.env may unset WEB_CONCURRENCY
         proc = Proc("gunicorn", (str(ctx.pythons[venv]), str(paths.START_PY)), env, app_dir)
         return Launch((proc,), _url(ctx))
+
+    return build
+
+
+def _via_front(inner: Callable[[Context], Launch]) -> Callable[[Context], Launch]:
+    """The inner stack on a loopback port of its own, behind the distribution's HAProxy on the stack's port.
+
+    HAProxy runs the balancer role's configuration as its `front` entry point renders it (bench/front.py), and the
+    app trusts its forwarding headers (FORWARDED_ALLOW_IPS=127.0.0.1), as an app with `front: true` does. HAProxy
+    shares the server's CPU: on a host with a front, both run on its cores.
+    """
+
+    def build(ctx: Context) -> Launch:
+        # Imported here: bench.procs imports this module, and bench.front's jinja2 and yaml are the tooling venv's
+        # (bench.chart imports this module under the peers venv, which has neither).
+        from bench import front, procs
+
+        backend_port = procs.free_port()
+        app = inner(replace(ctx, port=backend_port, env={"FORWARDED_ALLOW_IPS": "127.0.0.1", **ctx.env}))
+        conf = ctx.rundir / "haproxy.cfg"
+        text = front.front_config(ctx.port, f"127.0.0.1:{backend_port}", ctx.rundir / "admin.sock")
+        haproxy = Proc("haproxy", ("haproxy", "-db", "-f", str(conf)), _base_env(ctx), ctx.rundir, workers="none")
+        return Launch((*app.procs, haproxy), _url(ctx), {**app.files, conf: text}, app.ready_files)
 
     return build
 
@@ -245,6 +269,13 @@ PER_CORE: tuple[Stack, ...] = (
         # the runtime's defaults (files/gunicorn_conf.py): no access log (ACCESS_LOG off, as the image) and LOG_LEVEL
         # info; an access log turned on (ACCESS_LOG=-) goes to the journal under systemd
         _launcher("suite", paths.EXAMPLE_APP, ACCESS_LOG="", LOG_LEVEL=""),
+    ),
+    Stack(
+        SUITE_FRONT,
+        "suite via front: HAProxy (plain HTTP) before the suite",
+        "suite",
+        "suite",
+        _via_front(_launcher("suite", paths.EXAMPLE_APP)),
     ),
     Stack(STOCK, "Gunicorn + stock Meinheld 1.0.2", "peer", "stock", _launcher("stock", paths.EXAMPLE_APP)),
     Stack(BASELINE, "uWSGI behind nginx (uwsgi protocol)", "baseline", "peers", _uwsgi_nginx(paths.EXAMPLE_APP)),

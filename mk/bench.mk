@@ -1,9 +1,10 @@
 # Benchmarks (bench/): the served throughput of the suite's stack against its alternatives, scaling with cores, and
 # provisioning times. The stacks' venvs (and the chart's matplotlib) live under $(CACHE)/bench/, never in $(VENV).
 
-# wrk loads the servers; nginx fronts uWSGI and serves the static ceiling; uWSGI and bjoern compile on install.
+# wrk loads the servers; nginx fronts uWSGI and serves the static ceiling; HAProxy is the suite's front (the
+# balancer role's configuration, bench/front.py); uWSGI and bjoern compile on install.
 # Only the benchmark's targets install these (Debian starts nginx on port 80): not `make demo`.
-BENCH_PACKAGES := wrk nginx libev-dev gcc python3-dev util-linux
+BENCH_PACKAGES := wrk nginx haproxy libev-dev gcc python3-dev util-linux
 APT_PACKAGES += $(BENCH_PACKAGES)
 
 # Extra arguments for `make bench`, e.g. BENCH_ARGS="--only suite,uwsgi-nginx --rounds 5", or

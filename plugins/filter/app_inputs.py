@@ -37,6 +37,14 @@ SOURCES = ("local", "git", "pip")
 STATES = ("present", "absent")
 # Variables that name a file the launcher resolves relative to the app directory.
 PATH_ENV = ("GUNICORN_CONF", "PRE_START_PATH")
+# With `front: true` an app listens on this loopback address only, and believes the forwarding headers of this one
+# peer: the front, HAProxy on the same host (a unix socket would put the app's socket inside HAProxy's chroot, the
+# app's group on HAProxy's user, and leave FORWARDED_ALLOW_IPS without an address to trust).
+FRONT_HOST = "127.0.0.1"
+# What the front takes over from the app: where the app itself listens is then the front's to say.
+LISTEN_VARIABLES = ("HOST", "PORT", "BIND")
+# The unit that holds the front's ports once it runs (the distribution's HAProxy).
+FRONT_UNIT = "haproxy.service"
 # The runtime's rules: the server role installs this file on the host; the checks here import the same file.
 RUNTIME_CONF = Path(__file__).resolve().parents[2] / "roles" / "server" / "files" / "gunicorn_conf.py"
 
@@ -61,13 +69,50 @@ def _int(raw: str) -> int | None:
         return None
 
 
-def app_runtime_env(app: Mapping[str, Any]) -> dict[str, str]:
-    """The variables an app's env file carries (env, secret_env, and `port` as PORT), as the service will read them."""
+def _operator_env(app: Mapping[str, Any]) -> dict[str, str]:
+    """The variables the operator gave an app (env, secret_env, and `port` as PORT), before the front moves it."""
     env = {str(key): env_text(value) for key, value in (app.get("env") or {}).items()}
     env.update({str(key): env_text(value) for key, value in (app.get("secret_env") or {}).items()})
     if app.get("port") is not None:
         env["PORT"] = env_text(app["port"])
     return env
+
+
+def app_front(app: Mapping[str, Any]) -> dict[str, Any] | None:
+    """With `front: true`: where the front listens and where the app moves to; None without a front.
+
+    The front (HAProxy, the balancer role's configuration, on the app's own host) takes the address the app would
+    have had: HOST/PORT/BIND/`port` as gunicorn_conf.resolve_bind reads them (default 0.0.0.0:80). The app moves to
+    FRONT_HOST, on `front_port`, or on the port resolve_bind gives a BIND without one (Gunicorn's 8000). Raises
+    ConfigError on an invalid variable (app_input_errors reports those first).
+    """
+    if app.get("front") is not True:
+        return None
+    public = runtime.resolve_bind(_operator_env(app))
+    port = app.get("front_port")
+    backend = runtime.resolve_bind({"BIND": FRONT_HOST if port is None else f"{FRONT_HOST}:{env_text(port)}"})
+    return {
+        "name": app.get("name"),
+        "host": public["host"],
+        "port": public["port"],
+        "bind": public["bind"],
+        "backend": backend["bind"],
+        "backend_port": backend["port"],
+        "trusted": FRONT_HOST,
+    }
+
+
+def _behind_front(env: Mapping[str, str], front: Mapping[str, Any] | None) -> dict[str, str]:
+    """The env with the app moved behind its front: on loopback, believing the front's forwarding headers only."""
+    if front is None:
+        return dict(env)
+    moved = {key: value for key, value in env.items() if key not in LISTEN_VARIABLES}
+    return {**moved, "BIND": front["backend"], "FORWARDED_ALLOW_IPS": front["trusted"]}
+
+
+def app_runtime_env(app: Mapping[str, Any]) -> dict[str, str]:
+    """The variables an app's env file carries, as the service will read them (behind its front, if it has one)."""
+    return _behind_front(_operator_env(app), app_front(app))
 
 
 def app_listen(app: Mapping[str, Any]) -> dict[str, Any]:
@@ -111,6 +156,8 @@ def app_normalize(apps: list[Mapping[str, Any]], base_dir: str, apps_root: str) 
         secret_env = app_secret_env(apps, str(app.get("name")))
         if app.get("port") is not None:
             env["PORT"] = env_text(app["port"])
+        front = app_front({**app, "secret_env": secret_env})
+        env = _behind_front(env, front)
         path = app.get("path")
         normal = {
             "name": app.get("name"),
@@ -136,6 +183,8 @@ def app_normalize(apps: list[Mapping[str, Any]], base_dir: str, apps_root: str) 
             "health_path": app.get("health_path") or "/",
             "health_status": int(app.get("health_status") or 200),
             "dirs": app_dirs(str(app.get("name")), apps_root),
+            # With `front: true`: the front's address and the app's behind it (app_front); None: the app faces clients.
+            "front": front,
         }
         listen = app_listen({**normal, "secret_env": secret_env})
         normal["bind"] = listen["bind"]
@@ -177,7 +226,7 @@ def _runtime_errors(where: str, app: Mapping[str, Any]) -> list[str]:
     """What gunicorn_conf.resolve refuses in the app's variables, each named where the operator set it."""
     secret_env = app.get("secret_env") or {}
     try:
-        runtime.resolve(app_runtime_env(app), cores=1)
+        runtime.resolve(_operator_env(app), cores=1)
     except runtime.ConfigErrors as raised:
         lines = []
         for error in raised.errors:
@@ -207,6 +256,37 @@ def _listen_errors(where: str, app: Mapping[str, Any]) -> list[str]:
             ipaddress.ip_address(listen["host"])
         except ValueError:
             return [f"{where}: the host {listen['host']!r} is invalid: systemd's socket listens on an IP address only"]
+    return []
+
+
+def _front_errors(where: str, app: Mapping[str, Any]) -> list[str]:
+    """`front` and `front_port`: a switch, a port, and an address the front can take over (TCP, an IP address)."""
+    front, port = app.get("front"), app.get("front_port")
+    if front is not None and not isinstance(front, bool):
+        return [f"{where}.front={front!r} is invalid: expected true or false"]
+    if front is not True:
+        return [f"{where}.front_port={port!r} is given but front is not true: nothing listens there"] if port else []
+    try:
+        found = app_front(app)
+    except runtime.ConfigError:
+        return [f"{where}.front_port={port!r} is invalid: expected a port number from 1 to 65535"]
+    if found is None or found["port"] is None:
+        bind = _operator_env(app).get("BIND")
+        return [f"{where}: BIND={bind!r} is invalid with front: the front listens on TCP (give HOST:PORT or port)"]
+    try:
+        ipaddress.ip_address(found["host"])
+    except ValueError:
+        return [f"{where}: the host {found['host']!r} is invalid with front: HAProxy listens on an IP address only"]
+    if found["backend_port"] == found["port"]:
+        return [
+            f"{where}.front_port={found['backend_port']} is invalid: the front itself listens on port {found['port']}"
+        ]
+    for label in ("env", "secret_env"):
+        if "FORWARDED_ALLOW_IPS" in (app.get(label) or {}):
+            return [
+                f"{where}.{label}.FORWARDED_ALLOW_IPS is invalid with front: the front ({FRONT_HOST}) is the app's "
+                "only peer, and the role trusts it itself"
+            ]
     return []
 
 
@@ -324,6 +404,7 @@ def app_input_errors(
     errors: list[str] = []
     names: dict[str, int] = {}
     ports: dict[int, str] = {}
+    fronted = ""  # the app that has the host's front, once one has
     # A port held by an app this same run removes is free once the removal ran (removals run first).
     leaving = {
         f"gunicorn@{app.get('name')}.{unit_type}"
@@ -369,26 +450,46 @@ def app_input_errors(
             continue
         # The role's rules first, then the runtime's (which assume sane names), then what systemd's socket can hold.
         found = _env_errors(f"{where}.env", env, app) + _env_errors(f"{where}.secret_env", secret_env, app, True)
-        found = found or _runtime_errors(where, app) or _listen_errors(where, app)
+        found = found or _runtime_errors(where, app) or _front_errors(where, app) or _listen_errors(where, app)
         if found:
             errors += found
             continue
-        port = app_effective_port(app)
+        front = app_front(app)
+        if front is not None and fronted:
+            errors.append(f"{where}.front is invalid: app {fronted!r} has the front already (one front per host)")
+            continue
+        fronted = name if front is not None else fronted
+        own = {f"gunicorn@{name}.service", f"gunicorn@{name}.socket", *leaving}
+        # The app's own port, and the front's: an app's unit may hold the front's port (before its first run with
+        # the front, which moves it), and the front's HAProxy holds it after.
+        wanted = [(app_effective_port(app), own)]
+        if front is not None:
+            wanted.append((front["port"], {*own, FRONT_UNIT}))
+        errors += _port_errors(where, name, wanted, ports, listeners or [])
+    return errors
+
+
+def _port_errors(
+    where: str,
+    name: str,
+    wanted: list[tuple[int | None, set[str]]],
+    ports: dict[int, str],
+    listeners: list[Mapping[str, Any]],
+) -> list[str]:
+    """Each TCP port an app needs: not another app's of this list, not held on the host by a unit not allowed it."""
+    for port, allowed in wanted:
         if port is None:
             continue
         if port in ports:
-            errors.append(f"{where} port {port} is already used by app {ports[port]!r}: give each app its own port")
-            continue
+            return [f"{where} port {port} is already used by app {ports[port]!r}: give each app its own port"]
         ports[port] = name
-        allowed = {f"gunicorn@{name}.service", f"gunicorn@{name}.socket", *leaving}
-        for listener in listeners or []:
+        for listener in listeners:
             if listener.get("port") != port:
                 continue
             others = sorted(set(listener.get("units") or ["an unknown process"]) - allowed)
             if others:
-                errors.append(f"{where} port {port} is held by {', '.join(others)} on the host: choose another port")
-                break
-    return errors
+                return [f"{where} port {port} is held by {', '.join(others)} on the host: choose another port"]
+    return []
 
 
 class FilterModule:

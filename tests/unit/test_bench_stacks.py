@@ -145,3 +145,21 @@ def test_by_key_places_the_baseline_after_the_suite(keys: list[str] | None, chos
 def test_the_baseline_stack_needs_the_option() -> None:
     with pytest.raises(ValueError, match=r"suite-baseline \(suite-baseline needs --baseline PATCH\)"):
         stacks.by_key(["suite", "suite-baseline"])
+
+
+def test_suite_via_front_is_the_suite_behind_the_roles_haproxy(ctx: stacks.Context) -> None:
+    """The same suite process on a port of its own, then HAProxy on the stack's port with the role's configuration."""
+    (suite,) = launch("suite", ctx).procs
+    front = launch(stacks.SUITE_FRONT, ctx)
+    app, haproxy = front.procs
+    assert app.argv == suite.argv
+    backend = app.env["PORT"]
+    assert backend != "8123" and app.env["FORWARDED_ALLOW_IPS"] == "127.0.0.1"
+    assert {k: v for k, v in app.env.items() if k not in ("PORT", "FORWARDED_ALLOW_IPS")} == {
+        k: v for k, v in suite.env.items() if k != "PORT"
+    }
+    assert haproxy.argv[:2] == ("haproxy", "-db") and haproxy.workers == "none"
+    config = front.files[ctx.rundir / "haproxy.cfg"]
+    assert "    bind 127.0.0.1:8123\n" in config and f"    server example 127.0.0.1:{backend}\n" in config
+    assert "roles/balancer, entry point `front`" in config  # rendered from the role's own template
+    assert front.url == "http://127.0.0.1:8123/"

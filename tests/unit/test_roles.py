@@ -467,6 +467,7 @@ def test_site_checks_every_role_before_the_first_change() -> None:
         ("server", "assert"),
         ("server", "facts"),
         ("app", "assert"),
+        ("balancer", "assert"),  # the front's, for an app with `front: true`
         ("balancer", "drain"),
     ]
     assert [r["role"] for r in play["roles"]] == ["interpreter", "server", "app"]
@@ -474,7 +475,10 @@ def test_site_checks_every_role_before_the_first_change() -> None:
         (t["ansible.builtin.include_role"]["name"], t["ansible.builtin.include_role"]["tasks_from"])
         for t in play["post_tasks"]
     ]
-    assert post == [("balancer", "ready"), ("server", "unlock")]
+    assert post == [("balancer", "front"), ("balancer", "ready"), ("server", "unlock")]
+    front_check, front = play["pre_tasks"][5], play["post_tasks"][0]
+    # The same front, checked before the first change.
+    assert front_check["vars"] == front["vars"] and front_check["when"] == front["when"]
 
 
 def test_socket_units_name_the_owner_of_a_socket_systemd_holds(listeners_module: ModuleType) -> None:
