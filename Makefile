@@ -57,7 +57,7 @@ $(BIN)/.installed: requirements/tooling.txt | deps-base
 	$(BIN)/pip install -q -r requirements/tooling.txt
 	touch $@
 
-lint: venv ## ruff, yamllint, ansible-lint (production), changelog fragments, syntax-check of every playbook
+lint: venv ## ruff, yamllint, ansible-lint (production), changelog fragments, playbook syntax, promtool on the alert rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint --strict .

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cryptography import x509
+
 from lab import fleet, ssh
 from lab.paths import Layout
 from tests.conftest import REPO, load_module
@@ -206,6 +208,71 @@ def lb_server_state(server: str, backend: str = "web") -> str:
     answer = on("lb1", "python3", "-c", ADMIN_QUERY, f"show servers state {backend}")
     assert answer.returncode == 0, answer.stderr
     return HAPROXY.admin_name(HAPROXY.parse_servers_state(answer.stdout, backend, server)["admin"])
+
+
+# The balancer's metrics, as a Prometheus on the balancer scrapes them: HAProxy's exporter on its loopback address
+# (roles/balancer: balancer_metrics_bind) and the certificates' expiry the role writes for node_exporter.
+LB_METRICS_URL = "http://127.0.0.1:8405/metrics"
+LB_CERTIFICATE_METRICS = "/var/lib/prometheus/node-exporter/wsgiops_balancer_certificates.prom"
+METRICS_QUERY = (
+    "import sys, urllib.request\n"
+    "answer = urllib.request.urlopen(sys.argv[1], timeout=10)\n"
+    "print(answer.headers.get('Content-Type'))\n"
+    "print(answer.read().decode())\n"
+)
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Prometheus text exposition: (metric name, its labels) -> value, every sample line (comments skipped)."""
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        found = SAMPLE.match(line)
+        assert found, f"not a sample line: {line!r}"
+        name, labels, value = found.groups()
+        samples[(name, frozenset(LABEL.findall(labels or "")))] = float(value)
+    return samples
+
+
+def lb_metrics() -> tuple[str, dict[tuple[str, frozenset[tuple[str, str]]], float]]:
+    """What HAProxy's exporter answers on the balancer itself (its content type, its samples)."""
+    answer = on("lb1", "python3", "-c", METRICS_QUERY, LB_METRICS_URL)
+    assert answer.returncode == 0, answer.stderr
+    content_type, _, text = answer.stdout.partition("\n")
+    return content_type, parse_metrics(text)
+
+
+def lb_server_status(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], server: str) -> str:
+    """The one state haproxy_server_status has at 1 for `server` of backend web (UP, DOWN, MAINT, DRAIN, NOLB)."""
+    states = [
+        dict(labels)["state"]
+        for (name, labels), value in samples.items()
+        if name == "haproxy_server_status" and {("proxy", "web"), ("server", server)} <= labels and value == 1
+    ]
+    assert len(states) == 1, (server, states)
+    return states[0]
+
+
+def lb_certificate_expiry() -> dict[str, float]:
+    """certificate -> notAfter (Unix time), as the balancer role wrote them for node_exporter."""
+    answer = on("lb1", "cat", LB_CERTIFICATE_METRICS)
+    assert answer.returncode == 0, answer.stderr
+    return {
+        dict(labels)["certificate"]: value
+        for (name, labels), value in parse_metrics(answer.stdout).items()
+        if name == "wsgiops_balancer_certificate_expiry_timestamp_seconds"
+    }
+
+
+def served_certificate_expiry() -> float:
+    """The notAfter (Unix time) of the certificate the balancer serves its ACME name with."""
+    sock = socket.create_connection(("127.0.0.1", fleet.LB_HTTPS_PORT), 10)
+    with tls_context().wrap_socket(sock, server_hostname=fleet.ACME_NAME) as tls:
+        der = tls.getpeercert(binary_form=True) or b""
+    return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
 
 
 def serving(host: str) -> str:

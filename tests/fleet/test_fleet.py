@@ -123,6 +123,34 @@ def test_1d_tls_verifies_offers_h2_and_refuses_tls_1_1() -> None:
     assert "no peer certificate available" in old.stdout and "Cipher is (NONE)" in old.stdout, old.stdout + old.stderr
 
 
+CONNECT = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), 5).close()\n"
+    "    print('connected')\n"
+    "except ConnectionRefusedError:\n"
+    "    print('refused')\n"
+)
+
+
+def test_1e_the_balancer_exports_its_state_to_prometheus_on_loopback_only() -> None:
+    """HAProxy's own exporter answers on the balancer's loopback (where a Prometheus on lb1 scrapes it): every web
+    host a server UP, the backend UP, the frontend's answers by class; another fleet host finds the port closed."""
+    content_type, samples = harness.lb_metrics()
+    assert content_type.startswith("text/plain"), content_type
+    assert {host: harness.lb_server_status(samples, host) for host in harness.WEB} == dict.fromkeys(harness.WEB, "UP")
+    assert samples[("haproxy_backend_status", frozenset({("proxy", "web"), ("state", "UP")}))] == 1
+    assert samples[("haproxy_frontend_http_responses_total", frozenset({("proxy", "web_in"), ("code", "2xx")}))] > 0
+    probe = harness.on("web1", "python3", "-c", CONNECT, harness.MEMBERS["lb1"].address, "8405")
+    assert probe.stdout.strip() == "refused", probe.stdout + probe.stderr
+
+
+def test_1f_the_served_certificate_s_expiry_is_written_for_node_exporter() -> None:
+    """HAProxy 2.6's exporter has no certificate expiry: the role writes the served certificate's notAfter for
+    node_exporter's textfile collector, which the expiry alert reads."""
+    assert harness.lb_certificate_expiry() == {harness.fleet.ACME_NAME: harness.served_certificate_expiry()}
+
+
 def test_2_a_code_deploy_rolls_with_zero_failed_requests_and_one_migration(tmp_path: Path, report: Report) -> None:
     for host in harness.WEB:
         harness.on(host, "rm", "-f", MIGRATION_LOG)
@@ -167,6 +195,23 @@ def test_4_a_release_failing_its_health_check_on_the_second_host_stops_there(tmp
     assert {served_by for _, served_by, _ in answers} == {first, third}, answers
 
 
+def test_4b_the_host_left_drained_shows_as_drained_in_the_balancer_s_metrics() -> None:
+    """What the admin socket says of the second host after its failed deploy, HAProxy's exporter says too: a
+    Prometheus sees which backend a failed deploy left out of rotation."""
+    first, second, third = harness.WEB
+    expected = {first: "UP", second: "DRAIN", third: "UP"}
+    # The exporter says DRAIN of a drained server that passes its health check; right after the rollback's reload
+    # the check may not have seen the second host up again yet (rise 2 at 1 s), so a few seconds are allowed.
+    deadline = time.monotonic() + 15
+    while True:
+        _, samples = harness.lb_metrics()
+        states = {host: harness.lb_server_status(samples, host) for host in harness.WEB}
+        if states == expected or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert states == expected, states
+
+
 def test_5_a_failing_migration_stops_the_deploy_before_any_host_switches(tmp_path: Path, report: Report) -> None:
     before = {host: harness.serving(host) for host in harness.WEB}
     failing = harness.release(
@@ -186,6 +231,7 @@ def test_6_a_certificate_renewed_under_load_through_the_balancer_fails_no_reques
     """certbot renews (forced: the lab's certificate is not due), its deploy hook checks the new one, puts it in place
     and reloads HAProxy gracefully; HTTPS clients meanwhile see no failure, then the new certificate."""
     before = harness.served_certificate()
+    expiry_before = harness.lb_certificate_expiry()
     renew = [
         "env",
         "REQUESTS_CA_BUNDLE=/etc/pebble-lab/cert.pem",
@@ -207,3 +253,7 @@ def test_6_a_certificate_renewed_under_load_through_the_balancer_fails_no_reques
     assert renewed.returncode == 0, renewed.stdout + renewed.stderr
     assert outcome.failed == 0, outcome.summary()
     assert harness.served_certificate() != before
+    # certbot's deploy hook wrote the renewed certificate's expiry for node_exporter.
+    expiry_after = harness.lb_certificate_expiry()
+    assert expiry_after == {harness.fleet.ACME_NAME: harness.served_certificate_expiry()}
+    assert expiry_after != expiry_before, expiry_before

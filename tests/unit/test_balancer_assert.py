@@ -78,3 +78,44 @@ def test_https_input_is_checked_before_any_change(
     else:
         assert result.returncode != 0 and refused in output, output[-3000:]
     assert KEY_MARK not in output
+
+
+@pytest.mark.parametrize(
+    ("extra", "refused"),
+    [
+        ({}, None),
+        ({"balancer_metrics_bind": ""}, None),
+        ({"balancer_metrics_bind": "10.0.1.5:9101"}, None),
+        ({"balancer_metrics_bind": "[::1]:8405"}, None),
+        ({"balancer_metrics_bind": "*:8405"}, None),
+        ({"balancer_metrics_textfile_dir": ""}, None),
+        ({"balancer_metrics_bind": "127.0.0.1"}, "balancer_metrics_bind=127.0.0.1 is invalid"),
+        ({"balancer_metrics_bind": "8405"}, "balancer_metrics_bind=8405 is invalid"),
+        ({"balancer_metrics_bind": "localhost:8405"}, "balancer_metrics_bind=localhost:8405 is invalid"),
+        ({"balancer_metrics_bind": "256.0.0.1:8405"}, "balancer_metrics_bind=256.0.0.1:8405 is invalid"),
+        ({"balancer_metrics_bind": "::1:8405"}, "balancer_metrics_bind=::1:8405 is invalid"),
+        ({"balancer_metrics_bind": "127.0.0.1:0"}, "balancer_metrics_bind=127.0.0.1:0 is invalid"),
+        ({"balancer_metrics_bind": "127.0.0.1:70000"}, "balancer_metrics_bind=127.0.0.1:70000 is invalid"),
+        ({"balancer_metrics_bind": "127.0.0.1:8405 ssl crt /x"}, "balancer_metrics_bind=127.0.0.1:8405 ssl crt /x is"),
+        ({"balancer_metrics_bind": "127.0.0.1:8405\n    stats enable"}, "balancer_metrics_bind="),
+        # The balancer's own listeners: HAProxy would fail to start on a port bound twice (haproxy -c does not bind).
+        ({"balancer_metrics_bind": "127.0.0.1:8404"}, "other listeners uses: 80, 443, 8404, 8402)"),
+        ({"balancer_metrics_bind": "*:443"}, "balancer_metrics_bind=*:443 is invalid"),
+        ({"balancer_metrics_bind": "127.0.0.1:8402"}, "balancer_metrics_bind=127.0.0.1:8402 is invalid"),
+        ({"balancer_metrics_bind": "127.0.0.1:443", "balancer_https_port": 0}, None),
+        ({"balancer_metrics_bind": 8405}, "balancer_metrics_bind=8405 is invalid"),
+        ({"balancer_metrics_textfile_dir": "node-exporter"}, "balancer_metrics_textfile_dir=node-exporter is invalid"),
+        ({"balancer_metrics_textfile_dir": "/var/lib/../tmp"}, "balancer_metrics_textfile_dir=/var/lib/../tmp is"),
+    ],
+)
+def test_metrics_input_is_checked_before_any_change(
+    tmp_path: Path, extra: dict[str, object], refused: str | None
+) -> None:
+    """Where HAProxy's exporter listens reaches its configuration as a `bind` line: anything but ADDRESS:PORT is
+    refused by name, as is a port another of its listeners holds."""
+    result = run_play(tmp_path, PLAYBOOK, {**BASE, **extra})
+    output = result.stdout + result.stderr
+    if refused is None:
+        assert result.returncode == 0, output[-3000:]
+    else:
+        assert result.returncode != 0 and refused in output, output[-3000:]

@@ -41,6 +41,8 @@ def test_the_tarball_carries_what_users_need_and_nothing_of_the_lab(tarball: Pat
         "roles/server/files/gunicorn_conf.py",
         "roles/server/files/start.py",
         "roles/app/files/example_app/main.py",
+        "roles/balancer/files/certificate-metrics",
+        "files/prometheus/alerts.yml",  # the alert rules an operator loads (README "Metrics and alerts")
         "plugins/filter/app_inputs.py",
         "plugins/module_utils/app_layout.py",
         "plugins/modules/gunicorn_listeners.py",
