@@ -77,8 +77,8 @@ options:
     default: []
   absent:
     description:
-      - Paths of files (or links) to remove, last of all, once everything else is in place: records whose change was
-        applied, a candidate that served its check. A directory is refused; a path that is not there is no change.
+      - Paths of files (or links) to remove, last of all, once everything else is in place (records whose change was
+        applied, a candidate that served its check). A directory is refused; a path that is not there is no change.
     type: list
     elements: str
     default: []
