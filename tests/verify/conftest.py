@@ -192,7 +192,11 @@ class App:
         pid = self.main_pid
         if pid == 0:
             return 0
-        return len(self.host.check_output(f"ps --ppid {pid} -o pid=").split())
+        # ps exits 1 when it lists nothing: a master that systemd just started (after a kill -9) has no worker yet,
+        # or MainPID named a master that is gone by the time ps runs. Both are 0 workers now, not an error.
+        listing = self.host.run(f"ps --ppid {pid} -o pid=")
+        assert listing.rc in (0, 1), listing.stderr
+        return len(listing.stdout.split())
 
     def env(self) -> dict[str, str]:
         out = self.host.check_output(f"env -i sh -c 'set -a; . /etc/gunicorn/{self.name}.env; env -0'")
