@@ -139,6 +139,15 @@ def app_effective_port(app: Mapping[str, Any]) -> int | None:
         return None
 
 
+def app_metrics_port(app: Mapping[str, Any]) -> int | None:
+    """The TCP port of the app's metrics endpoint (METRICS_BIND), None when it has none or the setting is invalid."""
+    try:
+        metrics = runtime.resolve(app_runtime_env(app), cores=1)["metrics"]
+    except runtime.ConfigErrors:
+        return None
+    return metrics["port"] if metrics else None
+
+
 def _fingerprint(key: Any) -> str:
     """A fingerprint as git prints it: upper-case hex without spaces."""
     return "".join(str(key).split()).upper()
@@ -460,9 +469,10 @@ def app_input_errors(
             continue
         fronted = name if front is not None else fronted
         own = {f"gunicorn@{name}.service", f"gunicorn@{name}.socket", *leaving}
-        # The app's own port, and the front's: an app's unit may hold the front's port (before its first run with
-        # the front, which moves it), and the front's HAProxy holds it after.
-        wanted = [(app_effective_port(app), own)]
+        # The app's own port, its metrics port (METRICS_BIND, its master's), and the front's: an app's unit may hold
+        # the front's port (before its first run with the front, which moves it), and the front's HAProxy holds it
+        # after.
+        wanted = [(app_effective_port(app), own), (app_metrics_port(app), own)]
         if front is not None:
             wanted.append((front["port"], {*own, FRONT_UNIT}))
         errors += _port_errors(where, name, wanted, ports, listeners or [])

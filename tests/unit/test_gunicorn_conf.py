@@ -42,9 +42,11 @@ def test_defaults_match_the_image(conf: ModuleType) -> None:
         "body_timeout": 30,
         "worker_connections": 4096,
         "accesslog": None,
+        "access_log_format": "text",
         "errorlog": "-",
         "preload_app": False,
         "forwarded_allow_ips": [],
+        "metrics": None,
         "control_socket": None,
         "worker_max_memory_mib": None,
         "warnings": [],
@@ -386,12 +388,59 @@ def test_bind_resolves_host_and_port_together(
         ("FORWARDED_ALLOW_IPS", "fe80::1%eth0"),
         ("FORWARDED_ALLOW_IPS", ",".join(["10.0.0.1"] * 65)),
         ("FORWARDED_ALLOW_IPS", "1" * 5000),
+        ("METRICS_BIND", "9101"),  # a port alone: which address is meant is not for us to guess
+        ("METRICS_BIND", "::1:9101"),
+        ("METRICS_BIND", "127.0.0.1:80"),  # the app's own port
+        ("METRICS_BIND", "127.0.0.1:\u0669\u0661\u0660\u0661"),
+        ("METRICS_BIND", "127.0.0.1:99999"),
+        ("METRICS_BIND", "unix:/run/gunicorn/x.sock"),
+        ("METRICS_BIND", "%H:9101"),
+        ("METRICS_BIND", "127.0.0.1:9101; rm -rf /"),
+        ("METRICS_BIND", "1" * 5000),
+        ("ACCESS_LOG_FORMAT", "json"),  # with no access log to write it to
+        ("ACCESS_LOG_FORMAT", "xml"),
+        ("ACCESS_LOG_FORMAT", "j\u0455on"),  # a Cyrillic s
+        ("ACCESS_LOG_FORMAT", "%h %r"),  # a Gunicorn format string belongs in access_log_format, not here
     ],
 )
 def test_hostile_value_is_refused(conf: ModuleType, name: str, value: str) -> None:
     with pytest.raises(conf.ConfigError) as raised:
         conf.resolve({name: value}, cores=2)
     assert str(raised.value).startswith(f"{name}={value!r} is invalid")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("off", None),
+        ("OFF", None),
+        ("127.0.0.1:9101", {"host": "127.0.0.1", "port": 9101, "bind": "127.0.0.1:9101"}),
+        ("[::1]:9101", {"host": "::1", "port": 9101, "bind": "[::1]:9101"}),
+        ("metrics.internal:9101", {"host": "metrics.internal", "port": 9101, "bind": "metrics.internal:9101"}),
+    ],
+)
+def test_metrics_bind_resolves(conf: ModuleType, value: str, expected: dict | None) -> None:
+    assert conf.resolve({"METRICS_BIND": value}, cores=1)["metrics"] == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "accesslog", "access_log_format"),
+    [
+        ({}, None, "text"),
+        ({"ACCESS_LOG": "-"}, "-", "text"),
+        ({"ACCESS_LOG": "-", "ACCESS_LOG_FORMAT": "JSON"}, "-", "json"),
+        (
+            {"ACCESS_LOG": "/var/log/gunicorn/x/access.log", "ACCESS_LOG_FORMAT": "json"},
+            "/var/log/gunicorn/x/access.log",
+            "json",
+        ),
+    ],
+)
+def test_access_log_format(
+    conf: ModuleType, env: dict[str, str], accesslog: str | None, access_log_format: str
+) -> None:
+    settings = conf.resolve(env, cores=1)
+    assert (settings["accesslog"], settings["access_log_format"]) == (accesslog, access_log_format)
 
 
 def test_every_invalid_variable_is_listed(conf: ModuleType) -> None:

@@ -55,6 +55,16 @@ def app(**fields: object) -> dict[str, object]:
         ([app(), app(name="api")], "app_list[1] (api) port 80 is already used by app 'web'"),
         ([app(port=8000), app(name="api", env={"PORT": "8000"})], "port 8000 is already used by app 'web'"),
         ([app(port=8000), app(name="api", env={"BIND": "127.0.0.1:8000"})], "port 8000 is already used"),
+        (
+            [
+                app(env={"METRICS_BIND": "127.0.0.1:9101"}),
+                app(name="api", port=81, env={"METRICS_BIND": "0.0.0.0:9101"}),
+            ],
+            "app_list[1] (api) port 9101 is already used by app 'web'",
+        ),
+        ([app(port=8000), app(name="api", env={"METRICS_BIND": "127.0.0.1:8000"})], "port 8000 is already used"),
+        ([app(env={"METRICS_BIND": "127.0.0.1:80"})], "env.METRICS_BIND='127.0.0.1:80' is invalid"),
+        ([app(env={"ACCESS_LOG_FORMAT": "json"})], "env.ACCESS_LOG_FORMAT='json' is invalid"),
         ([app(state="gone")], "app_list[0] (web).state='gone' is invalid"),
         ([app(port=99999)], "app_list[0] (web).port=99999 is invalid"),
         ([app(port=0)], "app_list[0] (web).port=0 is invalid"),

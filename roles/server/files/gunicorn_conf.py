@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.util
 import ipaddress
 import json
 import math
@@ -47,6 +48,9 @@ DEFAULTS: dict[str, str] = {
     "WORKER_CONNECTIONS": "4096",
     # The image writes no access log; ACCESS_LOG=- turns one on (stdout, the journal), or names a file.
     "ACCESS_LOG": "off",
+    # text: Gunicorn's access log format (its access_log_format setting). json: one JSON object per request and line
+    # (gunicorn_jsonlog.py: time, app, method, path, query, status, duration, client), for a log shipper.
+    "ACCESS_LOG_FORMAT": "text",
     "ERROR_LOG": "-",
     # The app is imported once per worker, as the image does: its import-time side effects (connections, threads,
     # random state) happen in each worker. PRELOAD=on imports it once in the master and shares it (see preload_app).
@@ -55,6 +59,9 @@ DEFAULTS: dict[str, str] = {
     # separated): their requests get the client address and scheme the balancer saw. Empty: nobody, every request is
     # its own peer's (Gunicorn's own default trusts 127.0.0.1, which on a host with a local proxy is anyone).
     "FORWARDED_ALLOW_IPS": "",
+    # Where the master serves the app's Prometheus metrics (GET /metrics, gunicorn_metrics.py): HOST:PORT, or off.
+    # Not the app's own address: whoever reaches it sees the request counts. Off, as the image has none.
+    "METRICS_BIND": "off",
 }
 
 # Written by a master that preloaded the app into its runtime directory ($RUNTIME_DIRECTORY, which systemd empties at
@@ -235,6 +242,32 @@ def resolve_bind(env: Mapping[str, str]) -> dict[str, Any]:
     return {"bind": _address(host, port), "host": host, "port": port}
 
 
+def _metrics_bind(env: Mapping[str, str], app_port: int | None) -> dict[str, Any] | None:
+    """METRICS_BIND as {host, port, bind}, None when off: TCP only, never the port the app listens on."""
+    raw = env_value(env, "METRICS_BIND") or DEFAULTS["METRICS_BIND"]
+    if raw.lower() == "off":
+        return None
+    expected = "off, HOST:PORT or [IPV6]:PORT with a port from 1 to 65535, not the app's own port"
+    host_part, colon, port_part = raw.rpartition(":")
+    if not colon or (":" in host_part and not host_part.startswith("[")):
+        raise ConfigError("METRICS_BIND", raw, expected)
+    try:
+        host, port = _host("METRICS_BIND", host_part), _port("METRICS_BIND", port_part)
+    except ConfigError:
+        raise ConfigError("METRICS_BIND", raw, expected) from None
+    if port == app_port:
+        raise ConfigError("METRICS_BIND", raw, expected)
+    return {"host": host, "port": port, "bind": _address(host, port)}
+
+
+def _access_log_format(env: Mapping[str, str], access_log: str) -> str:
+    """ACCESS_LOG_FORMAT: text or json (any case); json needs an access log to write to."""
+    raw = env_value(env, "ACCESS_LOG_FORMAT") or DEFAULTS["ACCESS_LOG_FORMAT"]
+    if raw.lower() not in ("text", "json") or (raw.lower() == "json" and access_log.lower() == "off"):
+        raise ConfigError("ACCESS_LOG_FORMAT", raw, "text, or json with ACCESS_LOG set (- for the journal, or a file)")
+    return raw.lower()
+
+
 def _loglevel(env: Mapping[str, str]) -> str:
     raw = env_value(env, "LOG_LEVEL") or DEFAULTS["LOG_LEVEL"]
     if raw.lower() not in LOG_LEVELS:
@@ -351,6 +384,9 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
     worker_connections = checked(lambda: _whole(env, "WORKER_CONNECTIONS", 1, MAX_WORKER_CONNECTIONS))
     preload = checked(lambda: _switch(env, "PRELOAD"))
     trusted = checked(lambda: _networks(env, "FORWARDED_ALLOW_IPS"))
+    metrics = checked(lambda: _metrics_bind(env, listen["port"]))
+    access_log = env_value(env, "ACCESS_LOG") or DEFAULTS["ACCESS_LOG"]
+    access_log_format = checked(lambda: _access_log_format(env, access_log))
     if errors:
         raise ConfigErrors(errors)
     if web_concurrency is not None:
@@ -359,7 +395,6 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
         workers = max(1, int(cores * workers_per_core))
         if max_workers is not None:
             workers = min(workers, max_workers)
-    access_log = env_value(env, "ACCESS_LOG") or DEFAULTS["ACCESS_LOG"]
     warnings = []
     if keepalive < MIN_SAFE_KEEP_ALIVE:
         warnings.append(
@@ -381,11 +416,13 @@ def resolve(env: Mapping[str, str], cores: int) -> dict[str, Any]:
         "body_timeout": body_timeout,
         "worker_connections": worker_connections,
         "accesslog": None if access_log.lower() == "off" else access_log,
+        "access_log_format": access_log_format,
         "errorlog": env_value(env, "ERROR_LOG") or DEFAULTS["ERROR_LOG"],
         "control_socket": _control_socket(env),
         "worker_max_memory_mib": max_memory or None,
         "preload_app": preload,
         "forwarded_allow_ips": trusted,
+        "metrics": metrics,
         "warnings": warnings,
     }
 
@@ -445,7 +482,8 @@ if __name__ == "__config__":
     # Gunicorn's own reading of X-Forwarded-Proto (its workers other than Meinheld's) trusts the same peers as
     # trust_forwarded below, and nobody when FORWARDED_ALLOW_IPS is empty (its default would be 127.0.0.1).
     forwarded_allow_ips = ",".join(settings["forwarded_allow_ips"])
-    accesslog = settings["accesslog"]
+    # A JSON access log is written by the worker's wrapper (post_worker_init), not by Gunicorn or Meinheld.
+    accesslog = settings["accesslog"] if settings["access_log_format"] == "text" else None
     errorlog = settings["errorlog"]
     if settings["control_socket"] is None:
         control_socket_disable = True
@@ -462,6 +500,38 @@ def on_starting(server: Any) -> None:
     for warning in settings["warnings"]:
         server.log.warning("%s", warning)
     mark_preloaded(os.environ.get("RUNTIME_DIRECTORY"), settings["preload_app"])
+    if settings["metrics"]:
+        serve_metrics(server, settings["metrics"], os.environ.get("RUNTIME_DIRECTORY"))
+
+
+def sibling(name: str) -> Any:
+    """The module NAME.py from this file's directory: Gunicorn runs this file by path, not from a package."""
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def app_name(runtime_dir: str | None) -> str:
+    """The app's name for metrics and JSON logs: the unit's instance, the last part of /run/gunicorn/NAME."""
+    return Path(runtime_dir.split(":")[0]).name if runtime_dir else "app"
+
+
+def serve_metrics(server: Any, metrics: dict[str, Any], runtime_dir: str | None) -> None:
+    """Start the master's metrics endpoint on METRICS_BIND; a bind that fails stops the start with one line.
+
+    Slots for twice the workers: a reload's new workers start before its old ones exit.
+    """
+    try:
+        sibling("gunicorn_metrics").install(
+            server, app_name(runtime_dir), 2 * settings["workers"] + 8, metrics["host"], metrics["port"]
+        )
+    except OSError as error:
+        print(f"gunicorn_conf: METRICS_BIND={metrics['bind']} cannot be served: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 def mark_preloaded(runtime_dir: str | None, preload: bool) -> None:
@@ -490,6 +560,14 @@ def pre_fork(server: Any, worker: Any) -> None:
     if settings["preload_app"]:
         gc.freeze()
         gc.enable()
+    if registry := getattr(server, "wsgiops_metrics", None):
+        registry.assign(worker)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master, after a worker exited: its counts join the totals, its slot is free again."""
+    if registry := getattr(server, "wsgiops_metrics", None):
+        registry.release(worker)
 
 
 def resident_mib(statm: Path = Path("/proc/self/statm")) -> float:
@@ -578,6 +656,14 @@ def post_worker_init(worker: Any) -> None:
     """
     if settings["forwarded_allow_ips"]:
         worker.wsgi = trust_forwarded(worker.wsgi, settings["forwarded_allow_ips"])
+    if getattr(worker, "wsgiops_metrics_slot", None) is not None:
+        worker.wsgi = sibling("gunicorn_metrics").count_requests(
+            worker.wsgi, worker.wsgiops_metrics_counts, worker.wsgiops_metrics_slot
+        )
+    if settings["access_log_format"] == "json":
+        jsonlog = sibling("gunicorn_jsonlog")
+        fd = jsonlog.open_log(settings["accesslog"])
+        worker.wsgi = jsonlog.log_requests(worker.wsgi, fd, app_name(os.environ.get("RUNTIME_DIRECTORY")))
     set_request_timeouts(worker, settings["header_timeout"], settings["body_timeout"])
     limit = settings["worker_max_memory_mib"]
     if limit is None:

@@ -1,0 +1,1 @@
+../roles/server/files/gunicorn_metrics.py
