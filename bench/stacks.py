@@ -24,6 +24,8 @@ SUITE = "suite"
 SUITE_DEFAULTS = "suite-defaults"
 SUITE_BASELINE = "suite-baseline"  # `run --baseline PATCH`: the suite with Meinheld built from an earlier series
 SUITE_FRONT = "suite-front"  # the suite behind the roles' front (HAProxy on the same host), beside the suite direct
+SUITE_METRICS = "suite-metrics"  # the suite with its Prometheus metrics on (METRICS_BIND), beside the suite without
+SUITE_JSON_LOG = "suite-json-log"  # the suite writing one JSON access log line per request
 STOCK = "stock-meinheld"
 # Threads per gthread worker: Gunicorn's docs suggest 2-4 per core; one worker on one core gets 4.
 GTHREAD_THREADS = 4
@@ -136,6 +138,17 @@ def _via_front(inner: Callable[[Context], Launch]) -> Callable[[Context], Launch
         text = front.front_config(ctx.port, f"127.0.0.1:{backend_port}", ctx.rundir / "admin.sock")
         haproxy = Proc("haproxy", ("haproxy", "-db", "-f", str(conf)), _base_env(ctx), ctx.rundir, workers="none")
         return Launch((*app.procs, haproxy), _url(ctx), {**app.files, conf: text}, app.ready_files)
+
+    return build
+
+
+def _with_metrics(inner: Callable[[Context], Launch]) -> Callable[[Context], Launch]:
+    """The inner stack with METRICS_BIND on a loopback port of its own: every request counted, nothing scraped."""
+
+    def build(ctx: Context) -> Launch:
+        from bench import procs  # bench.procs imports this module
+
+        return inner(replace(ctx, env={"METRICS_BIND": f"127.0.0.1:{procs.free_port()}", **ctx.env}))
 
     return build
 
@@ -276,6 +289,21 @@ PER_CORE: tuple[Stack, ...] = (
         "suite",
         "suite",
         _via_front(_launcher("suite", paths.EXAMPLE_APP)),
+    ),
+    Stack(
+        SUITE_METRICS,
+        "suite, metrics on: every request counted for Prometheus",
+        "suite",
+        "suite",
+        _with_metrics(_launcher("suite", paths.EXAMPLE_APP)),
+    ),
+    Stack(
+        SUITE_JSON_LOG,
+        "suite, JSON access log: one line per request to the journal's stream",
+        "suite",
+        "suite",
+        # stdout is a file under the run directory here, as the journal's stream is under systemd: a write per line
+        _launcher("suite", paths.EXAMPLE_APP, ACCESS_LOG="-", ACCESS_LOG_FORMAT="json"),
     ),
     Stack(STOCK, "Gunicorn + stock Meinheld 1.0.2", "peer", "stock", _launcher("stock", paths.EXAMPLE_APP)),
     Stack(BASELINE, "uWSGI behind nginx (uwsgi protocol)", "baseline", "peers", _uwsgi_nginx(paths.EXAMPLE_APP)),

@@ -163,3 +163,24 @@ def test_suite_via_front_is_the_suite_behind_the_roles_haproxy(ctx: stacks.Conte
     assert "    bind 127.0.0.1:8123\n" in config and f"    server example 127.0.0.1:{backend}\n" in config
     assert "roles/balancer, entry point `front`" in config  # rendered from the role's own template
     assert front.url == "http://127.0.0.1:8123/"
+
+
+@pytest.mark.parametrize(
+    ("key", "added"),
+    [
+        (stacks.SUITE_METRICS, {"METRICS_BIND"}),
+        (stacks.SUITE_JSON_LOG, {"ACCESS_LOG_FORMAT"}),
+    ],
+)
+def test_the_observability_rows_differ_from_the_suite_by_their_switch_only(
+    ctx: stacks.Context, key: str, added: set[str]
+) -> None:
+    (suite,), (row,) = launch("suite", ctx).procs, launch(key, ctx).procs
+    assert row.argv == suite.argv
+    changed = {name for name in row.env.keys() | suite.env.keys() if row.env.get(name) != suite.env.get(name)}
+    assert changed == added | ({"ACCESS_LOG"} if key == stacks.SUITE_JSON_LOG else set())
+    if key == stacks.SUITE_METRICS:
+        host, port = row.env["METRICS_BIND"].split(":")
+        assert host == "127.0.0.1" and port != "8123"
+    else:
+        assert (row.env["ACCESS_LOG"], row.env["ACCESS_LOG_FORMAT"]) == ("-", "json")
