@@ -78,3 +78,19 @@ def test_security_exposure_is_at_most_2(host: Any, app: App) -> None:
 def test_journal_carries_the_resolved_settings(host: Any, app: App) -> None:
     journal = host.check_output(f"journalctl -u {app.unit} -b --no-pager -o cat")
     assert "resolved settings" in journal
+
+
+def test_the_example_apps_metrics_are_served_on_loopback_only(host: Any, app: App) -> None:
+    """The default app list's METRICS_BIND: the master counts what the app answered, on 127.0.0.1:9101 only."""
+    before = app.get(9101, "/metrics")
+    assert before[0] == 200
+    for _ in range(3):
+        assert app.get(80) == (200, HELLO)
+    status, text = app.get(9101, "/metrics")
+    counted = re.search(r'^gunicorn_requests_total\{app="example",status="200"\} (\d+)$', text, re.M)
+    earlier = re.search(r'^gunicorn_requests_total\{app="example",status="200"\} (\d+)$', before[1], re.M)
+    assert status == 200 and counted, text
+    assert int(counted.group(1)) >= (int(earlier.group(1)) if earlier else 0) + 3
+    assert f'gunicorn_workers{{app="example"}} {app.workers()}' in text
+    listening = host.check_output("ss -Htln 'sport = :9101'")
+    assert [line.split()[3] for line in listening.splitlines()] == ["127.0.0.1:9101"]
