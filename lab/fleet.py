@@ -7,7 +7,8 @@ The wiring, and why it is built this way (the machines' network rule: test traff
 test hosts inside namespaces we created, never to any other address):
 - each container has its own network namespace (``--private-network``) with slirp4netns for outbound apt/PyPI and
   loopback-only forwards from the host: SSH on 127.0.0.1:229x, the LB's port 80 on 127.0.0.1:8090 and each web
-  host's port 80 on 127.0.0.1:809x (to look at one backend directly);
+  host's port 80 on 127.0.0.1:809x (to look at one backend directly), the LB's 443 on 127.0.0.1:8443 and the lab's
+  Prometheus on the LB (lab/playbooks/prometheus.yml, port 9090) on 127.0.0.1:9090;
 - the balancer reaches the web hosts over a private L2 segment: a bridge in a network namespace this module creates
   (``wsgiops-fleet``, no address, no route out) and one veth pair per container, ``fleet0`` inside it with
   ``SUBNET.N/24``. No packet of the fleet segment touches the host's own interfaces;
@@ -16,7 +17,7 @@ test hosts inside namespaces we created, never to any other address):
   default route towards a real network.
 
 CLI: ``python -m lab.fleet up|down|status``; the inventory is ``inventory/fleet-lab/hosts.yml`` (fixed ports, like
-the demo's), the balancer answers on ``http://127.0.0.1:8090/``.
+the demo's), the balancer answers on ``http://127.0.0.1:8090/``, the lab's Prometheus on ``http://127.0.0.1:9090/``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ ACME_NAME = "lb1.fleet.test"
 LB_HTTPS_PORT = 8443
 LB_HTTPS_URL = f"https://{ACME_NAME}:{LB_HTTPS_PORT}/"
 ACME_ROOT = "fleet-acme-root.pem"
+# The lab's Prometheus (lab/playbooks/prometheus.yml) on the balancer, port 9090 there, reached on a loopback forward.
+PROMETHEUS_PORT = 9090
+PROMETHEUS_URL = f"http://127.0.0.1:{PROMETHEUS_PORT}/"
 INVENTORY = REPO_ROOT / "inventory" / "fleet-lab" / "hosts.yml"
 
 
@@ -77,6 +81,8 @@ class Member:
     octet: int
     # The loopback port forwarded to the host's 443 (the balancer's HTTPS), 0 for none.
     https_port: int = 0
+    # The loopback port forwarded to the host's 9090 (the lab's Prometheus), 0 for none.
+    prometheus_port: int = 0
 
     @property
     def container(self) -> str:
@@ -94,9 +100,10 @@ class Member:
         return f"v-{self.name}"
 
 
-# Below the lab's allocation range (2300-2999) and beside the demo's 8080, so nothing else takes them.
+# Below the lab's allocation range (2300-2999) and beside the demo's 8080, so nothing else takes them (Prometheus's
+# forward keeps its usual port: the fleet refuses to come up if something on this machine already listens there).
 MEMBERS = (
-    Member("lb1", "lb", 2290, 8090, 2, https_port=LB_HTTPS_PORT),
+    Member("lb1", "lb", 2290, 8090, 2, https_port=LB_HTTPS_PORT, prometheus_port=PROMETHEUS_PORT),
     Member("web1", "web", 2291, 8091, 11),
     Member("web2", "web", 2292, 8092, 12),
     Member("web3", "web", 2293, 8093, 13),
@@ -224,6 +231,8 @@ def _boot(layout: Layout, tree: Path, member: Member) -> container.State:
     container._forward(api, state.http_port, 80)
     if member.https_port:
         container._forward(api, member.https_port, 443)
+    if member.prometheus_port:
+        container._forward(api, member.prometheus_port, PROMETHEUS_PORT)
     state.system_state = container._wait_for_systemd(layout, state, started)
     check_wiring(member, state.init_pid)
     state.boot_seconds = round(time.monotonic() - started, 1)
@@ -252,7 +261,8 @@ def up(layout: Layout) -> list[container.State]:
     down(layout)
     tree = container.build_rootfs(layout)
     with locking.exclusive(layout.lock):
-        taken = [p for m in MEMBERS for p in (m.ssh_port, m.http_port, m.https_port) if p and not port_free(p)]
+        ports = (p for m in MEMBERS for p in (m.ssh_port, m.http_port, m.https_port, m.prometheus_port) if p)
+        taken = [p for p in ports if not port_free(p)]
         if taken:
             raise container.ContainerError(f"loopback ports already in use: {taken} (another fleet or lab host?)")
         ensure_segment()
@@ -279,7 +289,13 @@ def status(layout: Layout) -> dict[str, object]:
             "http_port": member.http_port,
             "state": state.system_state if state else "down",
         }
-    return {"segment": _netns_exists(), "inventory": str(INVENTORY), "url": LB_URL, "members": members}
+    return {
+        "segment": _netns_exists(),
+        "inventory": str(INVENTORY),
+        "url": LB_URL,
+        "prometheus": PROMETHEUS_URL,
+        "members": members,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,17 +18,19 @@ import shlex
 import socket
 import ssl
 import subprocess
+import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from cryptography import x509
 
 from lab import fleet, ssh
 from lab.paths import Layout
 from tests.conftest import REPO, load_module
-from tests.reliability.load import Load
+from tests.reliability.load import Load, Outcome
 
 BIN = REPO / ".venv" / "bin"
 INVENTORY = REPO / "inventory" / "fleet-lab"
@@ -329,3 +331,97 @@ def forks() -> int:
     """Ansible's forks as ansible.cfg sets them (5, Ansible's default, when unset)."""
     found = re.search(r"^forks\s*=\s*(\d+)", (REPO / "ansible.cfg").read_text(), re.MULTILINE)
     return int(found.group(1)) if found else 5
+
+
+# The lab's Prometheus on the balancer (lab/playbooks/prometheus.yml), through its loopback forward.
+PROMETHEUS_URL = fleet.PROMETHEUS_URL
+# Its scrape interval (the playbook's template): how long a change takes at most to reach it, plus the scrape itself.
+SCRAPE_SECONDS = 2.0
+Samples = dict[str, list[tuple[float, float]]]
+
+
+def prometheus(api: str, **params: str) -> object:
+    """One call of Prometheus's HTTP API (api: e.g. "query"); its `data`, after checking the call succeeded."""
+    url = f"{PROMETHEUS_URL}api/v1/{api}?{urlencode(params)}"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        body = json.load(answer)
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def query(expr: str, at: float | None = None) -> list[dict[str, object]]:
+    """Prometheus's own evaluation of EXPR (an instant query, now or at Unix time AT): its result list."""
+    params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
+    data = prometheus("query", **params)
+    assert isinstance(data, dict), data
+    return data["result"]
+
+
+def query_value(expr: str) -> float | None:
+    """The single value an instant query of EXPR gives now (None: no series)."""
+    result = query(expr)
+    assert len(result) <= 1, result
+    return float(result[0]["value"][1]) if result else None
+
+
+def query_until(expr: str, expected: float, seconds: float = 10 * SCRAPE_SECONDS) -> tuple[float | None, float]:
+    """Poll EXPR until its value is EXPECTED or SECONDS passed: the last value and how long it took."""
+    started = time.monotonic()
+    value = query_value(expr)
+    while value != expected and time.monotonic() - started < seconds:
+        time.sleep(0.5)
+        value = query_value(expr)
+    return value, round(time.monotonic() - started, 1)
+
+
+def raw_samples(selector: str, seconds: int) -> Samples:
+    """Every sample Prometheus stored for SELECTOR in the last SECONDS, summed per instance at each scrape.
+
+    A range selector in an instant query returns the stored samples with their scrape timestamps (no extrapolation,
+    unlike rate or increase); the series of one target (one per status, here) share its scrapes' timestamps.
+    """
+    per_instance: dict[str, dict[float, float]] = {}
+    for series in query(f"{selector}[{seconds}s]"):
+        instance = per_instance.setdefault(series["metric"]["instance"], {})
+        for stamp, value in series["values"]:
+            instance[float(stamp)] = instance.get(float(stamp), 0.0) + float(value)
+    return {instance: sorted(samples.items()) for instance, samples in per_instance.items()}
+
+
+def send(url: str, requests: int, clients: int = 4, seconds: float = 300.0) -> Outcome:
+    """Exactly REQUESTS GETs of URL from CLIENTS threads (the fleet load's connections), then the outcome.
+
+    Bounded in count and in time: a client takes no new request once SECONDS passed.
+    """
+    load = FleetLoad(url, clients)
+    outcome, lock, tickets = Outcome(), threading.Lock(), iter(range(requests))
+    deadline = time.monotonic() + seconds
+
+    def client() -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                if next(tickets, None) is None:
+                    return
+            status, body = load._one()
+            with lock:
+                outcome.sent += 1
+                if status is None:
+                    outcome.errors.append(body)
+                else:
+                    outcome.statuses[status] += 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + load.timeout)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def lb_admin(command: str) -> str:
+    """One command on the balancer's admin socket (e.g. `set server web/web2 state drain`): its answer."""
+    answer = on("lb1", "python3", "-c", ADMIN_QUERY, command)
+    assert answer.returncode == 0, answer.stderr
+    return answer.stdout.strip()

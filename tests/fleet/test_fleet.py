@@ -1,10 +1,12 @@
 """Rolling deploys through a real HAProxy in front of three web hosts, under continuous load: zero failed requests.
 
-The tests run in order on one fleet and each starts from where the previous left it: the example app everywhere,
-then release 2 (a code deploy with a migration), then a settings change that restarts, then a release that fails its
-health check on the second host, then a release whose migration fails (nothing switches). The load is the
-reliability suite's: client threads, one new connection per request, every answer counted; a failed request is a
-refused or reset connection, a timeout or a status other than 2xx.
+The tests run in order on one fleet and each starts from where the previous left it: the example app everywhere
+(with its metrics, which the lab's Prometheus on lb1 scrapes: every target up, the requests sent through the balancer
+counted, a drained backend seen drained), then release 2 (a code deploy with a migration), then a settings change
+that restarts, then a release that fails its health check on the second host (Prometheus sees it left drained), then
+a release whose migration fails (nothing switches). The load is the reliability suite's: client threads, one new
+connection per request, every answer counted; a failed request is a refused or reset connection, a timeout or a
+status other than 2xx.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import yaml
+
+from tests.conftest import REPO
 from tests.fleet import harness
 from tests.fleet.conftest import Report
 
@@ -151,6 +156,123 @@ def test_1f_the_served_certificate_s_expiry_is_written_for_node_exporter() -> No
     assert harness.lb_certificate_expiry() == {harness.fleet.ACME_NAME: harness.served_certificate_expiry()}
 
 
+# What the lab's Prometheus scrapes (lab/playbooks/prometheus.yml): each target's instance is HOST:PORT.
+PROMETHEUS_TARGETS = {
+    ("prometheus", "lb1:9090"): 1.0,
+    **{("apps", f"{host}:9101"): 1.0 for host in harness.WEB},
+    ("balancer", "lb1:8405"): 1.0,
+    **{("node", f"{member.name}:9100"): 1.0 for member in harness.fleet.MEMBERS},
+}
+
+
+def prometheus_active_targets() -> dict[tuple[str, str], float]:
+    """(job, instance) -> 1.0 if its last scrape succeeded, of every target Prometheus's configuration has."""
+    targets = harness.prometheus("targets", state="active")["activeTargets"]
+    return {(t["labels"]["job"], t["labels"]["instance"]): float(t["health"] == "up") for t in targets}
+
+
+def test_1g_prometheus_scrapes_every_app_the_balancer_and_every_node_exporter() -> None:
+    """Prometheus on lb1 finds every target up (and no other), runs the collection's alert rules without error,
+    and reads the served certificate's expiry through node_exporter on the balancer (what the expiry alert needs)."""
+    deadline = time.monotonic() + 15 * harness.SCRAPE_SECONDS  # make fleet may have ended a scrape or two ago
+    # The targets of the running configuration, and `up` of each: a series of a target a reload removed stays in
+    # `up` for the 5 minutes of a query's lookback (nothing marks it stale), so `up` alone could hide a wrong one.
+    while True:
+        active = prometheus_active_targets()
+        up = {(r["metric"]["job"], r["metric"]["instance"]): float(r["value"][1]) for r in harness.query("up")}
+        if (active, up) == (PROMETHEUS_TARGETS, PROMETHEUS_TARGETS) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert active == PROMETHEUS_TARGETS
+    assert up == PROMETHEUS_TARGETS
+    shipped = yaml.safe_load((REPO / "files" / "prometheus" / "alerts.yml").read_text())
+    while True:  # evaluated every 10 s: a rule not evaluated yet is "unknown"
+        groups = harness.prometheus("rules")["groups"]
+        health = {rule["name"]: rule["health"] for group in groups for rule in group["rules"]}
+        if set(health.values()) == {"ok"} or time.monotonic() > deadline + 20:
+            break
+        time.sleep(1)
+    assert sorted(group["name"] for group in groups) == sorted(group["name"] for group in shipped["groups"])
+    assert set(health) == {rule["alert"] for group in shipped["groups"] for rule in group["rules"]}
+    assert set(health.values()) == {"ok"}, [r for g in groups for r in g["rules"] if r["health"] != "ok"]
+    expiry = harness.query('wsgiops_balancer_certificate_expiry_timestamp_seconds{job="node"}')
+    assert {(r["metric"]["instance"], r["metric"]["certificate"], float(r["value"][1])) for r in expiry} == {
+        ("lb1:9100", name, not_after) for name, not_after in harness.lb_certificate_expiry().items()
+    }
+
+
+COUNTED_REQUESTS = 2000
+APP_REQUESTS = 'gunicorn_requests_total{job="apps"}'
+QUIET_SECONDS = 16
+
+
+def test_1h_prometheus_counts_the_requests_sent_through_the_balancer(report: Report) -> None:
+    """COUNTED_REQUESTS through the balancer's HTTPS: the requests the three apps counted, as Prometheus stored
+    them, grew by as many (within 2%), once HAProxy's health checks are taken out.
+
+    The apps count every request they answer, and HAProxy's health checks are requests too (GET / of each web host
+    every second: roles/balancer, balancer_check_interval_ms): about three a second across the backends, which over
+    the load's window (plus a scrape on each side) would be several per cent of the count. So each host's check rate
+    is measured first, from Prometheus's own samples over a quiet window in which nothing else sends, and what that
+    rate predicts between the last sample before the load and the first one after it is subtracted. The figures use
+    the stored samples and their scrape timestamps (a range selector), not rate() or increase(), which extrapolate.
+    """
+    quiet_start = time.time()
+    time.sleep(QUIET_SECONDS)
+    load_start = time.time()
+    outcome = harness.send(harness.fleet.LB_HTTPS_URL, COUNTED_REQUESTS)
+    load_end = time.time()
+    assert (outcome.sent, outcome.failed) == (COUNTED_REQUESTS, 0), outcome.summary()
+    window = int(time.time() - quiet_start) + 30
+    deadline = time.monotonic() + 10 * harness.SCRAPE_SECONDS
+    while True:  # until every app has been scraped after the load ended
+        samples = harness.raw_samples(APP_REQUESTS, window)
+        scraped = {instance: any(t >= load_end for t, _ in rows) for instance, rows in samples.items()}
+        if (len(scraped) == len(harness.WEB) and all(scraped.values())) or time.monotonic() > deadline:
+            break
+        time.sleep(harness.SCRAPE_SECONDS / 2)
+    assert scraped == {f"{host}:9101": True for host in harness.WEB}, scraped
+    counted = checks = 0.0
+    per_host = {}
+    for instance, rows in sorted(samples.items()):
+        quiet = [(t, v) for t, v in rows if quiet_start <= t <= load_start]
+        assert len(quiet) >= 3, (instance, rows)
+        rate = (quiet[-1][1] - quiet[0][1]) / (quiet[-1][0] - quiet[0][0])
+        before, after = quiet[-1], next((t, v) for t, v in rows if t >= load_end)
+        counted += after[1] - before[1]
+        checks += rate * (after[0] - before[0])
+        per_host[instance] = (round(after[1] - before[1]), round(rate, 2))
+    net = counted - checks
+    note = f"Prometheus counted {net:.0f} ({counted:.0f} minus {checks:.0f} health checks)"
+    report.cases.append(("requests counted by Prometheus", outcome.sent, outcome.failed, [], note, True))
+    print(f"Prometheus's count: {outcome.summary()}; {note}; per host (counted, checks/s) {per_host}")
+    assert abs(net - COUNTED_REQUESTS) <= 0.02 * COUNTED_REQUESTS, (note, per_host)
+    # Every backend took its share (round robin): none was skipped by Prometheus or by the balancer.
+    assert all(share > COUNTED_REQUESTS / len(harness.WEB) / 2 for share, _ in per_host.values()), per_host
+
+
+def _drained(server: str) -> str:
+    return f'haproxy_server_status{{job="balancer",proxy="web",server="{server}",state="DRAIN"}}'
+
+
+def test_1i_a_backend_drained_at_the_balancer_shows_as_drained_in_prometheus() -> None:
+    """Drained through HAProxy's admin socket (as a rolling deploy drains each batch), web2 shows DRAIN at 1 in
+    Prometheus within a few scrapes; put back in rotation, 0 again."""
+    assert harness.query_value(_drained("web2")) == 0
+    try:
+        harness.lb_admin("set server web/web2 state drain")
+        assert harness.lb_server_state("web2") == "drain"
+        drained, seen_after = harness.query_until(_drained("web2"), 1)
+        others = [harness.query_value(_drained(host)) for host in harness.WEB if host != "web2"]
+    finally:
+        harness.lb_admin("set server web/web2 state ready")
+    assert drained == 1, drained
+    assert others == [0, 0], others
+    ready, back_after = harness.query_until(_drained("web2"), 0)
+    assert ready == 0, ready
+    print(f"Prometheus saw web2 drained after {seen_after} s, back in rotation after {back_after} s")
+
+
 def test_2_a_code_deploy_rolls_with_zero_failed_requests_and_one_migration(tmp_path: Path, report: Report) -> None:
     for host in harness.WEB:
         harness.on(host, "rm", "-f", MIGRATION_LOG)
@@ -206,6 +328,21 @@ def test_4b_the_host_left_drained_shows_as_drained_in_the_balancer_s_metrics() -
     while True:
         _, samples = harness.lb_metrics()
         states = {host: harness.lb_server_status(samples, host) for host in harness.WEB}
+        if states == expected or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert states == expected, states
+
+
+def test_4c_prometheus_sees_the_host_the_failed_deploy_left_drained() -> None:
+    """The lab's Prometheus, scraping the balancer's exporter, reads the same: web2 DRAIN, the others UP (its query
+    of every server's one state at 1)."""
+    first, second, third = harness.WEB
+    expected = {first: "UP", second: "DRAIN", third: "UP"}
+    deadline = time.monotonic() + 10 * harness.SCRAPE_SECONDS
+    while True:
+        result = harness.query('haproxy_server_status{job="balancer",proxy="web"} == 1')
+        states = {r["metric"]["server"]: r["metric"]["state"] for r in result}
         if states == expected or time.monotonic() > deadline:
             break
         time.sleep(1)

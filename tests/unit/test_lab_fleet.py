@@ -39,6 +39,28 @@ def test_the_balancer_asks_the_lab_s_acme_server_for_the_name_the_tests_connect_
     assert {m.https_port for m in fleet.MEMBERS if m.group == "web"} == {0}
 
 
+def test_the_lab_s_prometheus_is_forwarded_where_the_inventory_make_and_the_tests_say() -> None:
+    inventory = yaml.safe_load((REPO / "inventory" / "fleet-lab" / "hosts.yml").read_text())
+    assert inventory["all"]["children"]["lb"]["hosts"]["lb1"]["lab_prometheus_url"] == fleet.PROMETHEUS_URL
+    assert f"http://127.0.0.1:{fleet.PROMETHEUS_PORT}/" == fleet.PROMETHEUS_URL
+    (balancer,) = [m for m in fleet.MEMBERS if m.group == "lb"]
+    assert balancer.prometheus_port == fleet.PROMETHEUS_PORT
+    assert {m.prometheus_port for m in fleet.MEMBERS if m.group == "web"} == {0}
+    ports = [p for m in fleet.MEMBERS for p in (m.ssh_port, m.http_port, m.https_port, m.prometheus_port) if p]
+    assert len(ports) == len(set(ports))
+    assert f"FLEET_PROMETHEUS_URL := {fleet.PROMETHEUS_URL}\n" in (REPO / "mk" / "fleet.mk").read_text()
+    assert harness.PROMETHEUS_URL == fleet.PROMETHEUS_URL
+
+
+def test_the_lab_s_prometheus_scrapes_as_often_as_the_fleet_tests_wait_and_where_the_apps_serve() -> None:
+    template = (REPO / "lab" / "playbooks" / "templates" / "prometheus.yml.j2").read_text()
+    assert f"  scrape_interval: {harness.SCRAPE_SECONDS:g}s\n" in template
+    playbook = yaml.safe_load((REPO / "lab" / "playbooks" / "prometheus.yml").read_text())
+    assert playbook[1]["vars"]["lab_prometheus_port"] == fleet.PROMETHEUS_PORT
+    web = yaml.safe_load((REPO / "inventory" / "fleet-lab" / "group_vars" / "web.yml").read_text())
+    assert [app["env"]["METRICS_BIND"] for app in web["app_list"]] == ["{{ balancer_backend_address }}:9101"]
+
+
 def test_every_fleet_address_is_inside_the_guarded_range() -> None:
     assert all(m.address.startswith(fleet.SUBNET + ".") for m in fleet.MEMBERS)
     assert fleet.GUARD.startswith(fleet.SUBNET.rsplit(".", 1)[0])
