@@ -222,24 +222,29 @@ def resolve_bind(env: Mapping[str, str]) -> dict[str, Any]:
         if not _UINT_RE.fullmatch(bind[len("fd://") :]):
             raise ConfigError("BIND", bind, expected)
         return {"bind": bind, "host": None, "port": None}
-    if bind.startswith("["):
-        host_part, bracket, rest = bind.partition("]")
+    host, port = _tcp_address("BIND", bind, expected)
+    port = GUNICORN_DEFAULT_PORT if port is None else port
+    return {"bind": _address(host, port), "host": host, "port": port}
+
+
+def _tcp_address(name: str, raw: str, expected: str) -> tuple[str, int | None]:
+    """HOST:PORT, [IPV6]:PORT, HOST or [IPV6] as (host, port or None); anything else raises naming NAME and RAW."""
+    if raw.startswith("["):
+        host_part, bracket, rest = raw.partition("]")
         host_part += bracket
         if not bracket or (rest and not rest.startswith(":")):
-            raise ConfigError("BIND", bind, expected)
+            raise ConfigError(name, raw, expected)
         port_part = rest[1:] if rest else None
-    elif bind.count(":") == 1:
-        host_part, _, port_part = bind.partition(":")
-    elif ":" in bind:
-        raise ConfigError("BIND", bind, expected + " (an IPv6 address goes in brackets)")
+    elif raw.count(":") == 1:
+        host_part, _, port_part = raw.partition(":")
+    elif ":" in raw:
+        raise ConfigError(name, raw, expected + " (an IPv6 address goes in brackets)")
     else:
-        host_part, port_part = bind, None
+        host_part, port_part = raw, None
     try:
-        host = _host("BIND", host_part)
-        port = GUNICORN_DEFAULT_PORT if port_part is None else _port("BIND", port_part)
+        return _host(name, host_part), None if port_part is None else _port(name, port_part)
     except ConfigError:
-        raise ConfigError("BIND", bind, expected) from None
-    return {"bind": _address(host, port), "host": host, "port": port}
+        raise ConfigError(name, raw, expected) from None
 
 
 def _metrics_bind(env: Mapping[str, str], app_port: int | None) -> dict[str, Any] | None:
@@ -248,14 +253,8 @@ def _metrics_bind(env: Mapping[str, str], app_port: int | None) -> dict[str, Any
     if raw.lower() == "off":
         return None
     expected = "off, HOST:PORT or [IPV6]:PORT with a port from 1 to 65535, not the app's own port"
-    host_part, colon, port_part = raw.rpartition(":")
-    if not colon or (":" in host_part and not host_part.startswith("[")):
-        raise ConfigError("METRICS_BIND", raw, expected)
-    try:
-        host, port = _host("METRICS_BIND", host_part), _port("METRICS_BIND", port_part)
-    except ConfigError:
-        raise ConfigError("METRICS_BIND", raw, expected) from None
-    if port == app_port:
+    host, port = _tcp_address("METRICS_BIND", raw, expected)
+    if port is None or port == app_port:
         raise ConfigError("METRICS_BIND", raw, expected)
     return {"host": host, "port": port, "bind": _address(host, port)}
 
@@ -455,6 +454,17 @@ def read_env_file(text: str) -> dict[str, str]:
     return env
 
 
+def sibling(name: str) -> Any:
+    """The module NAME.py from this file's directory: Gunicorn runs this file by path, not from a package."""
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _resolve_or_exit(env: Mapping[str, str]) -> dict[str, Any]:
     try:
         return resolve(env, usable_cores())
@@ -482,8 +492,11 @@ if __name__ == "__config__":
     # Gunicorn's own reading of X-Forwarded-Proto (its workers other than Meinheld's) trusts the same peers as
     # trust_forwarded below, and nobody when FORWARDED_ALLOW_IPS is empty (its default would be 127.0.0.1).
     forwarded_allow_ips = ",".join(settings["forwarded_allow_ips"])
-    # A JSON access log is written by the worker's wrapper (post_worker_init), not by Gunicorn or Meinheld.
+    # A JSON access log is written by the worker's wrapper (post_worker_init), not by Gunicorn or Meinheld; its module
+    # is loaded here, in the master, so every worker forked from it has it.
     accesslog = settings["accesslog"] if settings["access_log_format"] == "text" else None
+    if settings["access_log_format"] == "json":
+        jsonlog = sibling("gunicorn_jsonlog")
     errorlog = settings["errorlog"]
     if settings["control_socket"] is None:
         control_socket_disable = True
@@ -502,17 +515,6 @@ def on_starting(server: Any) -> None:
     mark_preloaded(os.environ.get("RUNTIME_DIRECTORY"), settings["preload_app"])
     if settings["metrics"]:
         serve_metrics(server, settings["metrics"], os.environ.get("RUNTIME_DIRECTORY"))
-
-
-def sibling(name: str) -> Any:
-    """The module NAME.py from this file's directory: Gunicorn runs this file by path, not from a package."""
-    path = Path(__file__).with_name(f"{name}.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"no {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def app_name(runtime_dir: str | None) -> str:
@@ -656,12 +658,9 @@ def post_worker_init(worker: Any) -> None:
     """
     if settings["forwarded_allow_ips"]:
         worker.wsgi = trust_forwarded(worker.wsgi, settings["forwarded_allow_ips"])
-    if getattr(worker, "wsgiops_metrics_slot", None) is not None:
-        worker.wsgi = sibling("gunicorn_metrics").count_requests(
-            worker.wsgi, worker.wsgiops_metrics_counts, worker.wsgiops_metrics_slot
-        )
+    if count_requests := getattr(worker, "wsgiops_count_requests", None):
+        worker.wsgi = count_requests(worker.wsgi)
     if settings["access_log_format"] == "json":
-        jsonlog = sibling("gunicorn_jsonlog")
         fd = jsonlog.open_log(settings["accesslog"])
         worker.wsgi = jsonlog.log_requests(worker.wsgi, fd, app_name(os.environ.get("RUNTIME_DIRECTORY")))
     set_request_timeouts(worker, settings["header_timeout"], settings["body_timeout"])

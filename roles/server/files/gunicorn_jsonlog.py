@@ -44,7 +44,8 @@ def log_requests(app: Callable[..., Any], fd: int, name: str) -> Callable[..., A
 
         def respond(line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], Any]:
             nonlocal status
-            status = int(line[:3]) if line[:3].isdigit() else 0
+            code = line[:3]
+            status = int(code) if code.isdigit() else 0
             return start_response(line, headers, exc_info)
 
         begin = clock()

@@ -13,6 +13,7 @@ own: Registry lives on the arbiter, so a HUP, which runs the config file again, 
 from __future__ import annotations
 
 import bisect
+import functools
 import http.server
 import mmap
 import signal
@@ -48,7 +49,6 @@ class Registry:
 
     def __init__(self, app: str, slots: int) -> None:
         self.app = app
-        self.slots = slots
         self.counts = memoryview(mmap.mmap(-1, slots * SLOT_FIELDS * WORD)).cast("Q")
         self.free = list(range(slots))
         self.held: set[int] = set()  # the slots of live workers
@@ -66,7 +66,8 @@ class Registry:
             if slot is not None:
                 self.held.add(slot)
         worker.wsgiops_metrics_slot = slot
-        worker.wsgiops_metrics_counts = self.counts
+        if slot is not None:  # what post_worker_init wraps the worker's app with, in the worker
+            worker.wsgiops_count_requests = functools.partial(count_requests, counts=self.counts, slot=slot)
 
     def asked_to_stop(self, pid: int, sig: int) -> None:
         """The arbiter sends SIG to worker PID: remember the stops it asks for, to tell them from restarts."""
